@@ -1,0 +1,24 @@
+"""jaxdarts: Differentiable Architecture Search (Liu et al., 2019) in JAX/Flax.
+
+Where things are:
+
+* the candidate operations: :mod:`jaxdarts.ops`;
+* the search space (primitives, nodes, alpha shapes): :mod:`jaxdarts.space`;
+* the supernet, its cell and mixed op: :mod:`jaxdarts.supernet`;
+* the hypergradients (first order, finite differences, exact, unrolled):
+  :mod:`jaxdarts.hypergradient`;
+* the bilevel state and step: :mod:`jaxdarts.search`;
+* genotypes, their derivation and I/O: :mod:`jaxdarts.genotype`; the
+  published ones: :mod:`jaxdarts.genotypes`.
+"""
+
+from jaxdarts import genotypes
+from jaxdarts import hypergradient
+from jaxdarts.genotype import Genotype, derive_genotype
+from jaxdarts.search import (SearchState, create_search_state,
+                             default_arch_optimizer, default_weight_optimizer,
+                             eval_step, search_step, search_step_fn)
+from jaxdarts.space import DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
+from jaxdarts.supernet import SearchNetwork
+
+__version__ = '0.1.0'

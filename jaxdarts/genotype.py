@@ -1,0 +1,688 @@
+"""The discrete architecture found by a search (a genotype), and its I/O.
+
+A genotype names, for the normal and the reduction cell, the two inputs kept
+by every intermediate node and the operation applied to each, plus the states
+concatenated into the cell output. It is written as in the papers'
+repositories::
+
+  Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ...],
+           normal_concat=[2, 3, 4, 5],
+           reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ...],
+           reduce_concat=[2, 3, 4, 5])
+
+``normal[2 * i]`` and ``normal[2 * i + 1]`` are the ``(op, input)`` pairs of
+intermediate node ``i``; an input is a state index (0 = ``c_{k-2}``,
+1 = ``c_{k-1}``, ``2 + m`` = node ``m``), so node ``i`` may read states
+``0 .. 1 + i``.
+
+This module holds the value type (`Genotype`), its text, dict and JSON forms,
+and `derive_genotype`, which discretises the architecture parameters of a
+search the way DARTS does.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxdarts.space import CELL_TYPES, DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
+
+# Operations a genotype may name when no search space is given: the DARTS
+# primitives except the zero op, plus the extra ops of the reference code
+# (used there by the NASNet and AmoebaNet cells).
+KNOWN_OPS: frozenset[str] = frozenset(
+    p for p in DARTS_PRIMITIVES if p != 'none') | {'sep_conv_7x7', 'conv_7x1_1x7'}
+
+FIELDS = ('normal', 'normal_concat', 'reduce', 'reduce_concat')
+
+Pair = tuple[str, int]
+PathLike = str | os.PathLike
+
+
+# ---------------------------------------------------------------------------
+# Normalisation of field values (used by the constructor).
+
+
+def _as_int(value: Any, where: str) -> int:
+  """``value`` as a Python int; bools and non-integral numbers are refused."""
+  if isinstance(value, (bool, np.bool_)):
+    raise ValueError(f'{where}: expected an integer, got {value!r}')
+  try:
+    return operator.index(value)
+  except TypeError:
+    raise ValueError(f'{where}: expected an integer, got {value!r}') from None
+
+
+def _as_items(value: Any, where: str, what: str) -> tuple[Any, ...]:
+  """``value`` as a tuple, refusing strings and non-iterables."""
+  if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+    raise ValueError(f'{where}: expected {what}, got {value!r}')
+  return tuple(value)
+
+
+def _as_pairs(value: Any, where: str) -> tuple[Pair, ...]:
+  """A cell's edge list as a tuple of ``(op: str, input: int)`` pairs."""
+  pairs = []
+  for k, item in enumerate(_as_items(value, where, 'a list of (op, input) pairs')):
+    item_where = f'{where}[{k}]'
+    pair = _as_items(item, item_where, 'an (op, input) pair')
+    if len(pair) != 2:
+      raise ValueError(f'{item_where}: expected an (op, input) pair, '
+                       f'got {len(pair)} items: {item!r}')
+    op, state = pair
+    if not isinstance(op, str):
+      raise ValueError(f'{item_where}: op must be a string, got {op!r}')
+    pairs.append((op, _as_int(state, item_where)))
+  return tuple(pairs)
+
+
+def _as_concat(value: Any, where: str) -> tuple[int, ...]:
+  """A concat list (list, tuple or range) as a tuple of ints."""
+  items = _as_items(value, where, 'a list of state indices')
+  return tuple(_as_int(s, f'{where}[{k}]') for k, s in enumerate(items))
+
+
+# ---------------------------------------------------------------------------
+# Validation.
+
+
+def _allowed_ops(space: SearchSpace | None) -> frozenset[str]:
+  if space is None:
+    return KNOWN_OPS
+  return frozenset(p for p in space.primitives if p != 'none')
+
+
+def _check_edge_counts(genotype: Genotype, space: SearchSpace | None) -> None:
+  """Each cell: 2 edges per node, at least one node, same count in both."""
+  for cell in CELL_TYPES:
+    count = len(getattr(genotype, cell))
+    if count == 0:
+      raise ValueError(f'Genotype.{cell}: no edges; a cell needs at least one '
+                       'node of 2 (op, input) pairs')
+    if count % 2:
+      raise ValueError(f'Genotype.{cell}: odd number of edges ({count}); every '
+                       'intermediate node takes exactly 2 (op, input) pairs')
+  n_normal, n_reduce = len(genotype.normal), len(genotype.reduce)
+  if n_normal != n_reduce:
+    raise ValueError(
+        f'Genotype: normal has {n_normal // 2} nodes ({n_normal} edges) but '
+        f'reduce has {n_reduce // 2} nodes ({n_reduce} edges); both cells '
+        'must have the same number of nodes')
+  if space is not None and genotype.num_nodes != space.num_nodes:
+    raise ValueError(f'Genotype: {genotype.num_nodes} nodes per cell, but the '
+                     f'search space has {space.num_nodes}')
+
+
+def _check_pairs(cell: str, pairs: tuple[Pair, ...], ops: frozenset[str]) -> None:
+  """Known op names and in-range inputs for every edge of one cell."""
+  for k, (op, state) in enumerate(pairs):
+    node = k // 2
+    where = f'Genotype.{cell}[{k}] (node {node})'
+    if op == 'none':
+      raise ValueError(f"{where}: op 'none' (the zero op) cannot be part of a "
+                       'genotype')
+    if op not in ops:
+      raise ValueError(f'{where}: unknown op {op!r}; known ops: '
+                       f'{", ".join(sorted(ops))}')
+    if not 0 <= state < 2 + node:
+      raise ValueError(f'{where}: input {state} out of range, must be '
+                       f'0 <= input < {2 + node}')
+
+
+def _check_concat(field: str, concat: tuple[int, ...], num_nodes: int) -> None:
+  """A non-empty list of distinct states of the cell."""
+  where = f'Genotype.{field}'
+  if not concat:
+    raise ValueError(f'{where}: empty; the cell output needs at least one state')
+  seen = set()
+  for k, state in enumerate(concat):
+    if not 0 <= state < 2 + num_nodes:
+      raise ValueError(f'{where}[{k}]: state {state} out of range, must be '
+                       f'0 <= state < {2 + num_nodes}')
+    if state in seen:
+      raise ValueError(f'{where}[{k}]: state {state} repeats')
+    seen.add(state)
+
+
+# ---------------------------------------------------------------------------
+# The value type.
+
+
+class _GenotypeFields(NamedTuple):
+  normal: tuple[Pair, ...]
+  normal_concat: tuple[int, ...]
+  reduce: tuple[Pair, ...]
+  reduce_concat: tuple[int, ...]
+
+
+class Genotype(_GenotypeFields):
+  """The discrete architecture of a normal and a reduction cell.
+
+  An immutable named tuple. The constructor normalises its arguments (lists,
+  tuples, ``range``, numpy integers) to tuples of ``(str, int)`` pairs and of
+  ints, so ``Genotype(normal=[...], ...)`` built from lists equals the one
+  built from tuples and is hashable. The constructor checks only types; call
+  `validate` (or build with `make`, which the parsers and loaders use) to
+  check the architecture itself.
+
+  Attributes:
+    normal: ``(op, input)`` pairs of the normal cell, two per intermediate
+      node, in node order.
+    normal_concat: states concatenated into the normal cell's output.
+    reduce: ``(op, input)`` pairs of the reduction cell.
+    reduce_concat: states concatenated into the reduction cell's output.
+  """
+
+  __slots__ = ()
+
+  def __new__(cls, normal: Iterable[Any], normal_concat: Iterable[Any],
+              reduce: Iterable[Any], reduce_concat: Iterable[Any]) -> Genotype:
+    return super().__new__(
+        cls,
+        _as_pairs(normal, 'Genotype.normal'),
+        _as_concat(normal_concat, 'Genotype.normal_concat'),
+        _as_pairs(reduce, 'Genotype.reduce'),
+        _as_concat(reduce_concat, 'Genotype.reduce_concat'),
+    )
+
+  @classmethod
+  def _make(cls, iterable: Iterable[Any]) -> Genotype:
+    # NamedTuple's _make (and so _replace) bypasses __new__; keep normalising.
+    return cls(*iterable)
+
+  @classmethod
+  def make(cls, normal: Iterable[Any], normal_concat: Iterable[Any],
+           reduce: Iterable[Any], reduce_concat: Iterable[Any],
+           space: SearchSpace | None = None) -> Genotype:
+    """Builds a genotype and validates it (see `validate`).
+
+    Raises:
+      ValueError: if the genotype is malformed.
+    """
+    return cls(normal, normal_concat, reduce, reduce_concat).validate(space)
+
+  @property
+  def num_nodes(self) -> int:
+    """Intermediate nodes per cell (two edges each)."""
+    return len(self.normal) // 2
+
+  def cell(self, cell_type: str) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
+    """``(pairs, concat)`` of the ``'normal'`` or the ``'reduce'`` cell."""
+    if cell_type not in CELL_TYPES:
+      raise ValueError(f'Genotype.cell: unknown cell type {cell_type!r}; '
+                       f'expected one of {CELL_TYPES}')
+    return getattr(self, cell_type), getattr(self, f'{cell_type}_concat')
+
+  def validate(self, space: SearchSpace | None = None) -> Genotype:
+    """Checks the architecture; returns ``self``.
+
+    Checks that both cells have an even, non-zero number of edges and the
+    same number of nodes (and, if ``space`` is given, ``space.num_nodes``);
+    that every op is known (in ``space.primitives`` minus ``'none'`` if
+    ``space`` is given, else in `KNOWN_OPS`); that every input of node ``i``
+    is in ``0 .. 1 + i``; and that each concat list is non-empty, distinct and
+    within ``0 .. 1 + num_nodes``.
+
+    Args:
+      space: the search space the genotype must belong to, or None.
+
+    Returns:
+      ``self``.
+
+    Raises:
+      ValueError: naming the first problem found and where it is.
+    """
+    _check_edge_counts(self, space)
+    ops = _allowed_ops(space)
+    for cell in CELL_TYPES:
+      _check_pairs(cell, getattr(self, cell), ops)
+      _check_concat(f'{cell}_concat', getattr(self, f'{cell}_concat'),
+                    self.num_nodes)
+    return self
+
+  # -- Text form -------------------------------------------------------------
+
+  def __repr__(self) -> str:
+    return (f'Genotype(normal={_pairs_text(self.normal)}, '
+            f'normal_concat={list(self.normal_concat)}, '
+            f'reduce={_pairs_text(self.reduce)}, '
+            f'reduce_concat={list(self.reduce_concat)})')
+
+  __str__ = __repr__
+
+  @classmethod
+  def parse(cls, text: str, space: SearchSpace | None = None) -> Genotype:
+    """Parses the text form written by ``str()`` and by the papers' code.
+
+    Accepts ``Genotype(normal=..., normal_concat=..., reduce=...,
+    reduce_concat=...)`` with the fields in any order, the ``Genotype`` name
+    optional, lists or tuples, single or double quotes, any whitespace and
+    newlines, ``#`` comments, trailing commas, and ``range(stop)`` or
+    ``range(start, stop)`` for a concat list. Nothing is evaluated.
+
+    Args:
+      text: the genotype text.
+      space: if given, the search space the genotype must belong to.
+
+    Returns:
+      The validated genotype.
+
+    Raises:
+      ValueError: on a syntax error (naming the position and an excerpt), a
+        missing, unknown or repeated field, a pair that is not ``(op,
+        input)``, or a genotype that fails `validate`.
+    """
+    fields = _Parser(text).genotype_fields()
+    return cls.make(**fields, space=space)
+
+  # -- Dict and JSON forms ---------------------------------------------------
+
+  def to_dict(self) -> dict[str, list[Any]]:
+    """A JSON-ready dict: pairs as ``[op, input]`` lists, concats as lists."""
+    return {
+        'normal': [[op, state] for op, state in self.normal],
+        'normal_concat': list(self.normal_concat),
+        'reduce': [[op, state] for op, state in self.reduce],
+        'reduce_concat': list(self.reduce_concat),
+    }
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any],
+                space: SearchSpace | None = None) -> Genotype:
+    """Inverse of `to_dict`; validates the result.
+
+    Raises:
+      ValueError: if ``data`` is not a mapping, lacks a key or has an unknown
+        one, or holds a malformed genotype.
+    """
+    if not isinstance(data, Mapping):
+      raise ValueError('Genotype.from_dict: expected a mapping with keys '
+                       f'{", ".join(FIELDS)}; got {type(data).__name__}')
+    for key in FIELDS:
+      if key not in data:
+        raise ValueError(f'Genotype.from_dict: missing key {key!r}')
+    for key in data:
+      if key not in FIELDS:
+        raise ValueError(f'Genotype.from_dict: unknown key {key!r}; keys are '
+                         f'{", ".join(FIELDS)}')
+    return cls.make(**{key: data[key] for key in FIELDS}, space=space)
+
+  def to_json(self, indent: int | None = None) -> str:
+    """The dict form (`to_dict`) as JSON text."""
+    return json.dumps(self.to_dict(), indent=indent)
+
+  @classmethod
+  def from_json(cls, text: str, space: SearchSpace | None = None) -> Genotype:
+    """Inverse of `to_json`; validates the result.
+
+    Raises:
+      ValueError: on malformed JSON (naming line and column) or a malformed
+        genotype.
+    """
+    try:
+      data = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'Genotype.from_json: malformed JSON: {e.msg} at line '
+                       f'{e.lineno} column {e.colno} (position {e.pos})') from e
+    return cls.from_dict(data, space)
+
+  def save(self, path: PathLike) -> None:
+    """Writes the JSON form to ``path``."""
+    with open(path, 'w', encoding='utf-8') as f:
+      f.write(self.to_json(indent=2) + '\n')
+
+  @classmethod
+  def load(cls, path: PathLike, space: SearchSpace | None = None) -> Genotype:
+    """Reads a genotype file: JSON (as written by `save`) or the text form.
+
+    Raises:
+      OSError: if the file cannot be read.
+      ValueError: naming the file, if its content is malformed.
+    """
+    with open(path, encoding='utf-8') as f:
+      text = f.read()
+    try:
+      if text.lstrip().startswith('{'):
+        return cls.from_json(text, space)
+      return cls.parse(text, space)
+    except ValueError as e:
+      raise ValueError(f'Genotype.load({os.fspath(path)!r}): {e}') from e
+
+
+def _pairs_text(pairs: tuple[Pair, ...]) -> str:
+  return '[' + ', '.join(f'({op!r}, {state})' for op, state in pairs) + ']'
+
+
+# ---------------------------------------------------------------------------
+# Parser of the text form: a tokenizer and a recursive-descent parser over a
+# tiny literal language (ints, strings, lists, tuples, range(...)).
+
+
+class _Token(NamedTuple):
+  kind: str  # 'name', 'int', 'str', 'punct' or 'end'.
+  value: Any
+  pos: int
+
+
+class _Node(NamedTuple):
+  kind: str  # 'int', 'str', 'list', 'tuple' or 'range'.
+  value: Any  # int, str, list of _Node, or tuple of ints.
+  pos: int
+
+
+_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+_INT = re.compile(r'[+-]?[0-9]+')
+_PUNCT = frozenset('()[],=')
+_CLOSER = {'(': ')', '[': ']'}
+
+
+def _syntax_error(text: str, pos: int, message: str,
+                  hint: str = '') -> ValueError:
+  """A ValueError naming position, line, column and an excerpt of ``text``.
+
+  Reads ``Genotype.parse: <message> at position <pos> (line <l>, column <c>)
+  near "<text from pos>"; <hint>``.
+  """
+  line = text.count('\n', 0, pos) + 1
+  column = pos - (text.rfind('\n', 0, pos) + 1) + 1
+  where = f'at position {pos} (line {line}, column {column})'
+  if pos < len(text):
+    excerpt = text[pos:pos + 24].replace('\n', '\\n')
+    dots = '...' if pos + 24 < len(text) else ''
+    where += f' near "{excerpt}{dots}"'
+  hint = f'; {hint}' if hint else ''
+  return ValueError(f'Genotype.parse: {message} {where}{hint}')
+
+
+def _tokenize(text: str) -> list[_Token]:
+  """Splits ``text`` into tokens, ending with an 'end' token."""
+  tokens, pos = [], 0
+  while pos < len(text):
+    char = text[pos]
+    if char.isspace():
+      pos += 1
+    elif char == '#':
+      end = text.find('\n', pos)
+      pos = len(text) if end < 0 else end
+    elif char in _PUNCT:
+      tokens.append(_Token('punct', char, pos))
+      pos += 1
+    elif char in '\'"':
+      value, end = _read_string(text, pos)
+      tokens.append(_Token('str', value, pos))
+      pos = end
+    elif match := _INT.match(text, pos):
+      tokens.append(_Token('int', int(match.group()), pos))
+      pos = match.end()
+    elif match := _NAME.match(text, pos):
+      tokens.append(_Token('name', match.group(), pos))
+      pos = match.end()
+    else:
+      raise _syntax_error(text, pos, f'unexpected character {char!r}')
+  tokens.append(_Token('end', None, len(text)))
+  return tokens
+
+
+def _read_string(text: str, start: int) -> tuple[str, int]:
+  """The value of the quoted string at ``start`` and the position after it."""
+  quote, chars, pos = text[start], [], start + 1
+  while pos < len(text) and text[pos] not in (quote, '\n'):
+    if text[pos] == '\\' and pos + 1 < len(text):
+      pos += 1
+    chars.append(text[pos])
+    pos += 1
+  if pos >= len(text) or text[pos] != quote:
+    raise _syntax_error(text, start, 'unterminated string')
+  return ''.join(chars), pos + 1
+
+
+def _describe(token: _Token) -> str:
+  if token.kind == 'end':
+    return 'end of text'
+  if token.kind == 'str':
+    return f'string {token.value!r}'
+  return f'{token.value!r}'
+
+
+class _Parser:
+  """Recursive-descent parser of one genotype's text form."""
+
+  def __init__(self, text: str):
+    if not isinstance(text, str):
+      raise ValueError(f'Genotype.parse: expected a string, got '
+                       f'{type(text).__name__}')
+    self.text = text
+    self.tokens = _tokenize(text)
+    self.index = 0
+
+  # Token access.
+
+  def peek(self) -> _Token:
+    return self.tokens[self.index]
+
+  def advance(self) -> _Token:
+    token = self.tokens[self.index]
+    if token.kind != 'end':
+      self.index += 1
+    return token
+
+  def error(self, pos: int, message: str, hint: str = '') -> ValueError:
+    return _syntax_error(self.text, pos, message, hint)
+
+  def at_punct(self, char: str) -> bool:
+    token = self.peek()
+    return token.kind == 'punct' and token.value == char
+
+  def expect_punct(self, char: str, context: str = '') -> _Token:
+    token = self.peek()
+    if token.kind != 'punct' or token.value != char:
+      where = f' {context}' if context else ''
+      raise self.error(token.pos,
+                       f'expected {char!r}{where}, found {_describe(token)}')
+    return self.advance()
+
+  # Grammar.
+
+  def genotype_fields(self) -> dict[str, Any]:
+    """``['Genotype'] '(' field '=' value {',' field '=' value} [','] ')'``."""
+    head = self.peek()
+    if head.kind == 'name':
+      if head.value != 'Genotype':
+        raise self.error(head.pos, f"expected 'Genotype(', found {head.value!r}")
+      self.advance()
+    self.expect_punct('(', "to open 'Genotype('")
+    nodes: dict[str, _Node] = {}
+    while not self.at_punct(')'):
+      name_pos = self.peek().pos
+      name, node = self.field()
+      if name in nodes:
+        raise self.error(name_pos, f'field {name!r} given twice')
+      nodes[name] = node
+      if not self.at_punct(')'):
+        self.expect_punct(',', 'or \')\' after a field')
+    self.expect_punct(')', "to close 'Genotype('")
+    tail = self.peek()
+    if tail.kind != 'end':
+      raise self.error(tail.pos, 'unexpected text after the closing \')\'')
+    for name in FIELDS:
+      if name not in nodes:
+        raise ValueError(f'Genotype.parse: missing field {name!r}')
+    return {
+        'normal': self.pairs('normal', nodes['normal']),
+        'normal_concat': self.concat('normal_concat', nodes['normal_concat']),
+        'reduce': self.pairs('reduce', nodes['reduce']),
+        'reduce_concat': self.concat('reduce_concat', nodes['reduce_concat']),
+    }
+
+  def field(self) -> tuple[str, _Node]:
+    token = self.peek()
+    if token.kind != 'name':
+      raise self.error(token.pos, f'expected a field name, found {_describe(token)}')
+    if token.value not in FIELDS:
+      raise self.error(token.pos, f'unknown field {token.value!r}',
+                       f'fields are {", ".join(FIELDS)}')
+    self.advance()
+    self.expect_punct('=', f'after field {token.value!r}')
+    node = self.value()
+    return token.value, node
+
+  def value(self) -> _Node:
+    """An int, a string, a list, a tuple or ``range(...)``."""
+    token = self.peek()
+    if token.kind in ('int', 'str'):
+      self.advance()
+      return _Node(token.kind, token.value, token.pos)
+    if token.kind == 'punct' and token.value in _CLOSER:
+      return self.sequence()
+    if token.kind == 'name' and token.value == 'range':
+      return self.range_call()
+    raise self.error(token.pos, f'expected a value, found {_describe(token)}')
+
+  def sequence(self) -> _Node:
+    """``'[' [value {',' value} [',']] ']'``, or the same in parentheses."""
+    opener = self.advance()
+    closer = _CLOSER[opener.value]
+    items = []
+    while not self.at_punct(closer):
+      items.append(self.value())
+      if not self.at_punct(closer):
+        self.expect_punct(',', f'or {closer!r} in a list')
+    self.expect_punct(closer, f'to close {opener.value!r}')
+    kind = 'list' if opener.value == '[' else 'tuple'
+    return _Node(kind, items, opener.pos)
+
+  def range_call(self) -> _Node:
+    """``range(stop)`` or ``range(start, stop)`` with int arguments."""
+    name = self.advance()
+    self.expect_punct('(', "after 'range'")
+    args = []
+    while not self.at_punct(')'):
+      token = self.peek()
+      if token.kind != 'int':
+        raise self.error(token.pos, 'expected an integer argument of range(), '
+                         f'found {_describe(token)}')
+      args.append(self.advance().value)
+      if not self.at_punct(')'):
+        self.expect_punct(',', "or ')' in range()")
+    self.expect_punct(')', "to close 'range('")
+    if len(args) not in (1, 2):
+      raise self.error(name.pos, f'range() takes 1 or 2 arguments, got {len(args)}')
+    return _Node('range', tuple(range(*args)), name.pos)
+
+  # Field conversion.
+
+  def pairs(self, field: str, node: _Node) -> list[Pair]:
+    """A list of ``(op, input)`` pairs, checking each one's shape."""
+    if node.kind not in ('list', 'tuple'):
+      raise self.error(node.pos, f'field {field!r} must be a list of '
+                       f'(op, input) pairs, found {node.kind}')
+    pairs = []
+    for k, item in enumerate(node.value):
+      where = f'{field}[{k}]'
+      if item.kind not in ('list', 'tuple'):
+        raise self.error(item.pos, f'{where} must be an (op, input) pair, '
+                         f'found {item.kind}')
+      if len(item.value) != 2:
+        raise self.error(item.pos, f'{where} must be an (op, input) pair, '
+                         f'found {len(item.value)} items')
+      op, state = item.value
+      if op.kind != 'str':
+        raise self.error(op.pos, f'{where}: op must be a quoted string, '
+                         f'found {op.kind}')
+      if state.kind != 'int':
+        raise self.error(state.pos, f'{where}: input must be an integer, '
+                         f'found {state.kind}')
+      pairs.append((op.value, state.value))
+    return pairs
+
+  def concat(self, field: str, node: _Node) -> tuple[int, ...]:
+    """A list, tuple or range of ints."""
+    if node.kind == 'range':
+      return node.value
+    if node.kind not in ('list', 'tuple'):
+      raise self.error(node.pos, f'field {field!r} must be a list of ints or '
+                       f'a range, found {node.kind}')
+    for item in node.value:
+      if item.kind != 'int':
+        raise self.error(item.pos, f'field {field!r} must hold integers, '
+                         f'found {item.kind}')
+    return tuple(item.value for item in node.value)
+
+
+# ---------------------------------------------------------------------------
+# Derivation from architecture parameters.
+
+
+def _alpha_probs(alphas: Mapping[str, Any], cell: str,
+                 space: SearchSpace) -> np.ndarray:
+  """softmax over the ops of ``alphas[cell]`` in float64, shape-checked."""
+  if cell not in alphas:
+    raise ValueError(f'derive_genotype: alphas has no {cell!r} entry; expected '
+                     f'keys {", ".join(map(repr, CELL_TYPES))}')
+  logits = np.asarray(alphas[cell], dtype=np.float64)
+  if logits.shape != space.alpha_shape:
+    raise ValueError(
+        f'derive_genotype: alphas[{cell!r}] has shape {logits.shape}, expected '
+        f'{space.alpha_shape} (num_edges={space.num_edges} for '
+        f'{space.num_nodes} nodes, num_ops={space.num_ops} primitives)')
+  if not np.all(np.isfinite(logits)):
+    raise ValueError(f'derive_genotype: alphas[{cell!r}] has non-finite values')
+  shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _derive_cell(probs: np.ndarray, space: SearchSpace) -> list[Pair]:
+  """Two strongest incoming edges per node, each with its strongest op.
+
+  An edge's strength is its largest non-'none' op weight. Edges are ranked
+  by strength (ties: lower input first) and the two strongest are emitted
+  strongest first; an op tie goes to the earlier primitive.
+  """
+  candidates = np.array([k for k, p in enumerate(space.primitives) if p != 'none'])
+  pairs = []
+  for node in range(space.num_nodes):
+    start = space.edge_offset(node)
+    weights = probs[start:start + 2 + node][:, candidates]
+    ranking = np.argsort(-weights.max(axis=1), kind='stable')
+    for state in ranking[:2]:
+      op = space.primitives[candidates[np.argmax(weights[state])]]
+      pairs.append((op, int(state)))
+  return pairs
+
+
+def derive_genotype(alphas: Mapping[str, Any],
+                    space: SearchSpace = DARTS_SPACE) -> Genotype:
+  """Discretises architecture parameters into a genotype, as DARTS does.
+
+  For each cell, the alphas are turned into op weights with a softmax over
+  the last axis (in float64). Each intermediate node keeps its two incoming
+  edges with the largest non-'none' op weight, each with that op, emitted
+  strongest first; both cells concatenate all intermediate nodes.
+
+  Args:
+    alphas: ``{'normal': [num_edges, num_ops], 'reduce': [...]}`` arrays
+      (jax or numpy) in ``space``'s edge and primitive order.
+    space: the search space the alphas belong to.
+
+  Returns:
+    The validated genotype.
+
+  Raises:
+    ValueError: if a cell's alphas are missing, of the wrong shape, or not
+      finite.
+  """
+  if not isinstance(alphas, Mapping):
+    raise ValueError('derive_genotype: alphas must be a mapping with keys '
+                     f'{", ".join(map(repr, CELL_TYPES))}, got '
+                     f'{type(alphas).__name__}')
+  cells = {cell: _derive_cell(_alpha_probs(alphas, cell, space), space)
+           for cell in CELL_TYPES}
+  return Genotype.make(normal=cells['normal'], normal_concat=space.concat,
+                       reduce=cells['reduce'], reduce_concat=space.concat,
+                       space=space)

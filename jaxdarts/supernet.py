@@ -1,0 +1,162 @@
+"""The DARTS supernet: mixed operations, the search cell, ``SearchNetwork``.
+
+The architecture parameters are not module parameters: they are a separate
+pytree ``{'normal': [E, K], 'reduce': [E, K]}`` (E edges, K candidate ops)
+passed to every call, so weights and alphas are differentiated and
+optimised independently::
+
+    model = SearchNetwork(num_classes=10)
+    variables = model.init(rng, images, alphas, train=False)
+    logits = model.apply(variables, images, alphas, train=False)
+
+Inside a cell, the edges that read the same state are one ``nn.vmap`` over a
+stacked edge axis: the input is shared, the weights of each edge are stacked
+along a leading axis. A cell is then ``num_nodes + 1`` vectorised mixed ops
+instead of ``num_edges`` separate graphs, which keeps tracing and
+compilation small without changing the mathematics.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdarts import ops
+from jaxdarts.space import CELL_TYPES, DARTS_SPACE, SearchSpace, reduction_cells
+
+
+def softmax_mixing(alphas: jax.Array) -> jax.Array:
+  """DARTS's continuous relaxation: a softmax over each edge's candidates."""
+  return jax.nn.softmax(alphas, axis=-1)
+
+
+class MixedOp(nn.Module):
+  """``sum_k w_k * op_k(x)`` over the candidate operations of one edge."""
+  primitives: tuple[str, ...]
+  channels: int
+  stride: int
+  train: bool
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, weights):
+    outs = ops.EdgeOps(self.primitives, self.channels, self.stride, self.train,
+                       affine=False, pool_bn=True,
+                       bn_axis_name=self.bn_axis_name, name='ops')(x)
+    # 'none' has no output: it contributes w_none * 0.
+    return sum(weights[k].astype(outs[name].dtype) * outs[name]
+               for k, name in enumerate(self.primitives) if name in outs)
+
+
+class SearchCell(nn.Module):
+  """A search cell: every earlier state feeds every node through a MixedOp.
+
+  Attributes:
+    space: the search space (primitives and number of nodes).
+    channels: channels C of every state inside the cell; the output has
+      ``num_nodes * C``.
+    reduction: whether the edges from the cell inputs have stride 2.
+    reduction_prev: whether the previous cell reduced, so ``s0`` has twice
+      the resolution of ``s1`` and is preprocessed by a factorized reduce.
+  """
+  space: SearchSpace
+  channels: int
+  reduction: bool
+  reduction_prev: bool
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, s0, s1, weights, train: bool):
+    c, space, bn = self.channels, self.space, self.bn_axis_name
+    if self.reduction_prev:
+      s0 = ops.FactorizedReduce(c, False, bn, name='preprocess0')(s0, train)
+    else:
+      s0 = ops.ReLUConvBN(c, False, bn, name='preprocess0')(s0, train)
+    s1 = ops.ReLUConvBN(c, False, bn, name='preprocess1')(s1, train)
+
+    states = [s0, s1]
+    node_inputs = [[] for _ in range(space.num_nodes)]
+    for src in range(space.num_nodes + 1):
+      # State `src` feeds nodes max(0, src - 1) ... num_nodes - 1.
+      nodes = range(max(0, src - 1), space.num_nodes)
+      edges = [space.edge_offset(i) + src for i in nodes]
+      edge_ops = nn.vmap(
+          MixedOp, in_axes=(None, 0), out_axes=0,
+          variable_axes={'params': 0, 'batch_stats': 0},
+          split_rngs={'params': True}, axis_size=len(edges))(
+              space.primitives, c, 2 if self.reduction and src < 2 else 1,
+              train, bn, name=f'edges_from_{src}')
+      outs = edge_ops(states[src], weights[jnp.array(edges)])
+      for k, node in enumerate(nodes):
+        node_inputs[node].append(outs[k])
+      if src >= 1:  # node src - 1 has received all of its inputs
+        states.append(sum(node_inputs[src - 1]))
+    return jnp.concatenate(states[2:], axis=-1)
+
+
+class SearchNetwork(nn.Module):
+  """The DARTS supernet for images (NHWC), alphas passed as an argument.
+
+  Reduction cells sit at 1/3 and 2/3 of the depth and double the channels;
+  the stem is a 3x3 convolution to ``stem_multiplier * channels`` channels.
+
+  Attributes:
+    num_classes: classifier outputs.
+    channels: initial cell channels C (16 in the paper's search).
+    layers: number of cells (8 in the paper's search).
+    space: candidate ops and nodes per cell.
+    stem_multiplier: stem channels / C (3 in the paper).
+    mixing: maps one cell type's alphas ``[E, K]`` to mixing weights.
+    bn_axis_name: average BatchNorm statistics over this mapped axis.
+  """
+  num_classes: int
+  channels: int = 16
+  layers: int = 8
+  space: SearchSpace = DARTS_SPACE
+  stem_multiplier: int = 3
+  mixing: Callable[[jax.Array], jax.Array] = softmax_mixing
+  bn_axis_name: str | None = None
+
+  def init_alphas(self, rng: jax.Array, scale: float = 1e-3):
+    return self.space.init_alphas(rng, scale)
+
+  def check_alphas(self, alphas) -> None:
+    expected = self.space.alpha_shape
+    if not isinstance(alphas, dict) or set(alphas) != set(CELL_TYPES):
+      got = sorted(alphas) if isinstance(alphas, dict) else type(alphas)
+      raise ValueError(f'alphas must be a dict with keys {list(CELL_TYPES)}, '
+                       f'got {got}; make them with model.init_alphas(rng).')
+    for name in CELL_TYPES:
+      if tuple(alphas[name].shape) != expected:
+        raise ValueError(
+            f"alphas['{name}'] has shape {tuple(alphas[name].shape)}, but this "
+            f'space ({self.space.num_nodes} nodes, {self.space.num_ops} '
+            f'primitives) needs {expected}.')
+
+  @nn.compact
+  def __call__(self, images, alphas, train: bool):
+    self.check_alphas(alphas)
+    weights = {name: self.mixing(alphas[name]) for name in CELL_TYPES}
+    bn = self.bn_axis_name
+    x = nn.Conv(self.stem_multiplier * self.channels, (3, 3), padding=1,
+                use_bias=False, kernel_init=ops.torch_conv_init,
+                name='stem_conv')(images)
+    x = ops.batch_norm(train, True, bn, name='stem_bn')(x)
+
+    s0 = s1 = x
+    channels, reduction_prev = self.channels, False
+    reductions = reduction_cells(self.layers)
+    for i in range(self.layers):
+      reduction = i in reductions
+      channels *= 2 if reduction else 1
+      cell = SearchCell(self.space, channels, reduction, reduction_prev, bn,
+                        name=f'cell_{i}')
+      s0, s1 = s1, cell(s0, s1, weights['reduce' if reduction else 'normal'],
+                        train)
+      reduction_prev = reduction
+    x = jnp.mean(s1, axis=(1, 2))
+    return nn.Dense(self.num_classes, kernel_init=ops.torch_conv_init,
+                    name='classifier')(x)
