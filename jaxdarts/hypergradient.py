@@ -94,7 +94,7 @@ def finite_difference(problem: BilevelProblem, params, alphas):
   alpha_grad_at = _alpha_grad_at(problem, alphas)
 
   def mixed_term(v):
-    eps = 0.01 / optax.global_norm(v)
+    eps = 0.01 / optax.tree.norm(v)
     plus = alpha_grad_at(jax.tree.map(lambda w, d: w + eps * d, params, v))
     minus = alpha_grad_at(jax.tree.map(lambda w, d: w - eps * d, params, v))
     return jax.tree.map(lambda p, m: (p - m) / (2 * eps), plus, minus)

@@ -211,7 +211,7 @@ def search_step_fn(state: SearchState, train_batch: Batch, val_batch: Batch,
       'train_accuracy': accuracy(logits, train_batch['label']),
       'val_loss': val_loss,
       'val_accuracy': accuracy(val_logits, val_batch['label']),
-      'hypergradient_norm': optax.global_norm(alpha_grad),
+      'hypergradient_norm': optax.tree.norm(alpha_grad),
       'entropy': op_entropy(alphas),
       'lr': jnp.asarray(xi, jnp.float32),
   })

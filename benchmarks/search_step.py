@@ -1,0 +1,99 @@
+"""Cost of one bilevel search step: compile time, step time, peak memory.
+
+Each (batch size, hypergradient) pair runs in its own process, so peak memory
+is that configuration's alone. Random data, the paper's supernet by default
+(C=16, 8 cells, 4 nodes, 8 primitives, 32x32x3 images, 10 classes)::
+
+    python benchmarks/search_step.py --batch_sizes=16,64 \
+        --methods=first_order,exact --steps=5
+"""
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_list('batch_sizes', ['16'], 'Batch sizes (train and val each).')
+flags.DEFINE_list('methods', ['first_order', 'finite_difference', 'exact',
+                              'unrolled'], 'Hypergradient methods.')
+flags.DEFINE_integer('channels', 16, 'Initial channels C.')
+flags.DEFINE_integer('layers', 8, 'Cells.')
+flags.DEFINE_integer('image_size', 32, 'Image height and width.')
+flags.DEFINE_integer('steps', 5, 'Timed steps after one warm-up step.')
+flags.DEFINE_string('single', None, 'Internal: run one "method:batch" here.')
+FLAGS = flags.FLAGS
+
+
+def measure(method: str, batch_size: int) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import jaxdarts  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  shape = (batch_size, FLAGS.image_size, FLAGS.image_size, 3)
+
+  def batch():
+    return {'image': rng.normal(size=shape).astype(np.float32),
+            'label': rng.integers(0, 10, batch_size).astype(np.int32)}
+
+  model = jaxdarts.SearchNetwork(10, channels=FLAGS.channels,
+                                 layers=FLAGS.layers)
+  state = jaxdarts.create_search_state(
+      jax.random.key(0), model, np.zeros(shape, np.float32),
+      hypergradient=method, num_steps=1000)
+  train, val = batch(), batch()
+  start = time.perf_counter()
+  lowered = jaxdarts.search_step.lower(state, train, val)
+  trace_s = time.perf_counter() - start
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - start - trace_s
+  state, metrics = compiled(state, train, val)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(FLAGS.steps):
+    train, val = batch(), batch()
+    start = time.perf_counter()
+    state, metrics = compiled(state, train, val)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  return {'method': method, 'batch': batch_size, 'trace_s': trace_s,
+          'compile_s': compile_s, 'step_s': statistics.median(times),
+          'peak_gib': peak_gib, 'backend': jax.default_backend()}
+
+
+def main(argv):
+  del argv
+  if FLAGS.single:
+    method, batch = FLAGS.single.split(':')
+    print(json.dumps(measure(method, int(batch))))
+    return
+  print(f'C={FLAGS.channels}, {FLAGS.layers} cells, '
+        f'{FLAGS.image_size}x{FLAGS.image_size}x3, median of {FLAGS.steps} '
+        'steps after warm-up', flush=True)
+  print(f'{"method":<18} {"batch":>5} {"trace s":>8} {"compile s":>10} '
+        f'{"s/step":>8} {"img/s":>7} {"peak GiB":>9}', flush=True)
+  passthrough = [a for a in sys.argv[1:] if not a.startswith(
+      ('--batch_sizes', '--methods'))]
+  for batch in FLAGS.batch_sizes:
+    for method in FLAGS.methods:
+      out = subprocess.run(
+          [sys.executable, __file__, f'--single={method}:{batch}',
+           *passthrough], capture_output=True, text=True, check=False)
+      if out.returncode:
+        print(f'{method:<18} {batch:>5} failed:\n{out.stderr[-2000:]}')
+        continue
+      r = json.loads(out.stdout.strip().splitlines()[-1])
+      print(f'{method:<18} {r["batch"]:>5} {r["trace_s"]:>8.1f} '
+            f'{r["compile_s"]:>10.1f} {r["step_s"]:>8.2f} '
+            f'{r["batch"] / r["step_s"]:>7.1f} {r["peak_gib"]:>9.2f}',
+            flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

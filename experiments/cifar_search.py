@@ -1,0 +1,44 @@
+r"""Runs a DARTS architecture search; see `jaxdarts.runner.run_search`.
+
+  python experiments/cifar_search.py \
+    --config=experiments/configs/search.py:digits --workdir=/tmp/digits
+
+Rerunning the same command resumes an interrupted search from its last
+checkpoint, or reports a finished one.
+"""
+
+import logging as std_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from jaxdarts import runner
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    'config', None, 'A search config: experiments/configs/search.py:PRESET.',
+    lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory of the run: checkpoints, '
+                    'metrics, genotypes.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  std_logging.getLogger('jaxdarts').setLevel(std_logging.INFO)
+  result = runner.run_search(FLAGS.config, FLAGS.workdir)
+  state = 'finished' if result.finished else 'stopped early (resumable)'
+  print(f'Search {state} at step {int(result.state.step)}.\n'
+        f'Genotype: {result.genotype}\n'
+        f'Written to {FLAGS.workdir}/genotypes/ (per epoch)'
+        + (f' and {FLAGS.workdir}/genotype.txt' if result.finished else ''),
+        flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

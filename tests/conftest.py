@@ -1,0 +1,12 @@
+"""Test-session settings: small, fast-compiling XLA programs on one CPU device.
+
+XLA:CPU spends most of a tiny supernet's test time compiling, not running,
+so the tests ask for less backend optimisation. Set before jax is imported.
+"""
+
+import os
+
+os.environ.setdefault(
+    'XLA_FLAGS',
+    '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
