@@ -9,12 +9,20 @@ Where things are:
   :mod:`jaxdarts.hypergradient`;
 * the bilevel state and step: :mod:`jaxdarts.search`;
 * genotypes, their derivation and I/O: :mod:`jaxdarts.genotype`; the
-  published ones: :mod:`jaxdarts.genotypes`.
+  published ones: :mod:`jaxdarts.genotypes`;
+* evaluation networks from a genotype: :mod:`jaxdarts.networks`, their
+  retraining steps: :mod:`jaxdarts.train`, parameter and multiply-add
+  counts: :mod:`jaxdarts.counting`.
 """
 
+from jaxdarts import counting
 from jaxdarts import genotypes
 from jaxdarts import hypergradient
+from jaxdarts import networks
+from jaxdarts import train
+from jaxdarts.counting import count_flops, count_params
 from jaxdarts.genotype import Genotype, derive_genotype
+from jaxdarts.networks import NetworkCIFAR, NetworkImageNet
 from jaxdarts.search import (SearchState, create_search_state,
                              default_arch_optimizer, default_weight_optimizer,
                              eval_step, search_step, search_step_fn)

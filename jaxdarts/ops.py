@@ -224,21 +224,40 @@ class EdgeOps(nn.Module):
     return out
 
   def _convs(self, convs: dict[str, SepConv], x):
-    """Block by block: per-op depthwise, then one stacked 1x1 and BN."""
-    inputs = {name: x for name in convs}
+    """Block by block, all candidates at once: depthwise, 1x1, BatchNorm.
+
+    Candidates with the same dilation share one patch tensor; smaller
+    kernels are zero-padded to the largest, so each block is one
+    contraction per dilation, one stacked 1x1 convolution and one BN.
+    """
+    outputs = {name: x for name in convs}
     for block in range(max((s.blocks for s in convs.values()), default=0)):
       names = [n for n, s in convs.items() if s.blocks > block]
       stride = self.stride if block == 0 else 1
-      y = jnp.stack([
-          depthwise_conv(
-              nn.relu(inputs[n]),
-              self.param(f'{n}_depthwise_{block}', depthwise_init,
-                         (convs[n].kernel_size,) * 2 + (self.channels,)),
-              stride=stride, dilation=convs[n].dilation) for n in names],
-                    axis=-2)
+      shared = block == 0  # block 0 reads x itself; later blocks, their own
+      dw, order = [], []
+      for dilation in sorted({convs[n].dilation for n in names}):
+        group = [n for n in names if convs[n].dilation == dilation]
+        size = max(convs[n].kernel_size for n in group)
+        kernels = jnp.stack([self._depthwise_kernel(n, block, size, convs[n])
+                             for n in group])
+        inputs = nn.relu(x if shared else jnp.stack(
+            [outputs[n] for n in group], axis=-2))
+        p = patches(inputs, size, stride=stride, dilation=dilation)
+        spec = 'nhwabc,mabc->nhwmc' if shared else 'nhwabmc,mabc->nhwmc'
+        dw.append(jnp.einsum(spec, p, kernels.astype(p.dtype)))
+        order += group
+      y = jnp.concatenate(dw, axis=-2)
       kernel = self.param(f'pointwise_{block}', stacked_pointwise_init,
-                          (len(names), self.channels, self.channels))
+                          (len(order), self.channels, self.channels))
       y = jnp.einsum('nhwmc,mcd->nhwmd', y, kernel.astype(y.dtype))
       y = self._bn(y, f'bn_{block}')
-      inputs.update({n: y[..., m, :] for m, n in enumerate(names)})
-    return inputs
+      outputs.update({n: y[..., m, :] for m, n in enumerate(order)})
+    return outputs
+
+  def _depthwise_kernel(self, name, block, size, spec: SepConv):
+    k = spec.kernel_size
+    kernel = self.param(f'{name}_depthwise_{block}', depthwise_init,
+                        (k, k, self.channels))
+    pad = (size - k) // 2
+    return jnp.pad(kernel, ((pad, pad), (pad, pad), (0, 0)))

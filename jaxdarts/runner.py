@@ -38,7 +38,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -100,11 +100,10 @@ def run_search(config: ml_collections.ConfigDict,
   halves = _load_halves(config)
   steps_per_epoch = _batches(config, halves).steps_per_epoch
   num_steps = config.search.epochs * steps_per_epoch
-  initial = _initial_state(config, halves, num_steps)
+  initial = functools.partial(_initial_state, config, halves, num_steps)
   with Checkpointer(workdir / 'checkpoints', keep=config.keep_checkpoints,
                     model_config=model_config(config)) as ckpt:
     state, position = _restore(ckpt, initial)
-    del initial
     if position.epoch >= config.search.epochs:
       logger.info('The search in %s already finished (step %d); its genotype '
                    'is in %s', workdir, int(state.step),
@@ -218,16 +217,26 @@ def _optimizers(num_steps: int, fields: tuple[tuple[str, Any], ...]):
   return weight_tx, weight_lr, arch_tx
 
 
-def _restore(ckpt: Checkpointer, initial: SearchState
+def _restore(ckpt: Checkpointer, initial: Callable[[], SearchState]
              ) -> tuple[SearchState, data_lib.Position]:
-  """The newest readable checkpoint's state and data position, or a start."""
-  restored = ckpt.restore_latest(initial)
+  """The newest readable checkpoint's state and data position, or a start.
+
+  The checkpoint is restored into the abstract shapes of ``initial()``, so a
+  resumed run never compiles the initialisation. Fresh or restored, the
+  state's arrays are committed to the same device: the step then lowers to
+  the same program, which a resumed run finds in the compilation cache.
+  """
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+      jax.eval_shape(initial))
+  restored = ckpt.restore_latest(target)
   if restored is None:
-    return initial, data_lib.Position()
+    return jax.device_put(initial(), sharding), data_lib.Position()
   state, extra, step = restored
   position = data_lib.Position.from_dict(extra['position'])
   logger.info('Resuming from the checkpoint of step %d (epoch %d, batch %d)',
-               step, position.epoch, position.step)
+              step, position.epoch, position.step)
   return state, position
 
 
@@ -266,7 +275,7 @@ class _SearchLoop(contextlib.AbstractContextManager):
     if _is_writer():
       from tensorboardX import SummaryWriter
       self.tensorboard = SummaryWriter(str(workdir / 'tensorboard'))
-    self._clock = (time.perf_counter(), 0)
+    self._restart_clock(0)
 
   def __exit__(self, *exc_info: Any) -> None:
     if self.tensorboard is not None:
@@ -275,7 +284,8 @@ class _SearchLoop(contextlib.AbstractContextManager):
   def run(self, state: SearchState, position: data_lib.Position
           ) -> tuple[SearchState, bool]:
     """Steps from ``position`` to the end; returns ``(state, finished)``."""
-    self._clock = (time.perf_counter(), int(state.step))
+    start = time.perf_counter()
+    first_step = int(state.step) + 1
     previous = _epoch_genotype(self.workdir, position.epoch - 1)
     with _preemption_guard() as guard, data_lib.prefetch(
         _batches(self.config, self.halves, position)) as batches:
@@ -284,6 +294,11 @@ class _SearchLoop(contextlib.AbstractContextManager):
         position = batches.position
         step = position.global_step(self.steps_per_epoch)
         self.pending.append((step, metrics))
+        if step == first_step:
+          jax.block_until_ready(metrics)
+          logger.info('Compiled and ran step %d in %.1f s', step,
+                      time.perf_counter() - start)
+          self._restart_clock(step)
         epoch_end = position.step == 0
         if epoch_end or step % self.config.log_every_steps == 0:
           self._log_progress(step)
@@ -293,6 +308,8 @@ class _SearchLoop(contextlib.AbstractContextManager):
         if (epoch_end or guard.requested
             or step % self.config.checkpoint_every_steps == 0):
           self._save(state, position)
+        if epoch_end:
+          self._restart_clock(step)  # Steps/s counts training steps only.
         if finished:
           return state, True
         if guard.requested:
@@ -301,14 +318,17 @@ class _SearchLoop(contextlib.AbstractContextManager):
           return state, False
     raise AssertionError('the batch stream ended')  # It is infinite.
 
+  def _restart_clock(self, step: int) -> None:
+    """Measures steps per second from now and ``step`` on."""
+    self._clock = (time.perf_counter(), step)
+
   def _log_progress(self, step: int) -> None:
     """Writes the averaged metrics since the last line and logs progress."""
     means = _means(self._check_finite())
     self.pending.clear()
     start, start_step = self._clock
-    now = time.perf_counter()
-    rate = (step - start_step) / max(now - start, 1e-9)
-    self._clock = (now, step)
+    rate = (step - start_step) / max(time.perf_counter() - start, 1e-9)
+    self._restart_clock(step)
     epoch = (step - 1) // self.steps_per_epoch
     self._record(step, epoch, {**means, 'steps_per_second': rate})
     eta = (self.num_steps - step) / rate if rate > 0 else 0.0

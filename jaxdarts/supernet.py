@@ -18,6 +18,7 @@ compilation small without changing the mathematics.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -77,24 +78,38 @@ class SearchCell(nn.Module):
       s0 = ops.ReLUConvBN(c, False, bn, name='preprocess0')(s0, train)
     s1 = ops.ReLUConvBN(c, False, bn, name='preprocess1')(s1, train)
 
-    states = [s0, s1]
-    node_inputs = [[] for _ in range(space.num_nodes)]
-    for src in range(space.num_nodes + 1):
-      # State `src` feeds nodes max(0, src - 1) ... num_nodes - 1.
-      nodes = range(max(0, src - 1), space.num_nodes)
+    n = space.num_nodes
+    edge_ops = functools.partial(self._edge_ops, c, bn, train)
+    # Both cell inputs feed every node: one program for those 2n edges,
+    # vmapped over the input (outer) and the node it feeds (inner).
+    from_inputs = [[space.edge_offset(i) + src for i in range(n)]
+                   for src in (0, 1)]
+    outs = edge_ops((2, n), 2 if self.reduction else 1, 'edges_from_inputs')(
+        jnp.stack([s0, s1]), weights[jnp.array(from_inputs)])
+    node_inputs = [[outs[0, i], outs[1, i]] for i in range(n)]
+    states = [s0, s1, sum(node_inputs[0])]
+    for src in range(2, n + 1):
+      # Node src - 2 feeds nodes src - 1 ... n - 1.
+      nodes = range(src - 1, n)
       edges = [space.edge_offset(i) + src for i in nodes]
-      edge_ops = nn.vmap(
-          MixedOp, in_axes=(None, 0), out_axes=0,
-          variable_axes={'params': 0, 'batch_stats': 0},
-          split_rngs={'params': True}, axis_size=len(edges))(
-              space.primitives, c, 2 if self.reduction and src < 2 else 1,
-              train, bn, name=f'edges_from_{src}')
-      outs = edge_ops(states[src], weights[jnp.array(edges)])
+      outs = edge_ops((len(edges),), 1, f'edges_from_{src}')(
+          states[src], weights[jnp.array(edges)])
       for k, node in enumerate(nodes):
         node_inputs[node].append(outs[k])
-      if src >= 1:  # node src - 1 has received all of its inputs
-        states.append(sum(node_inputs[src - 1]))
+      states.append(sum(node_inputs[src - 1]))
     return jnp.concatenate(states[2:], axis=-1)
+
+  def _edge_ops(self, channels, bn_axis_name, train, shape, stride, name):
+    """MixedOps of edges stacked as ``shape``: ``(edges,)`` reading one shared
+    state, or ``(states, edges)`` reading a stack of states."""
+    vmap = functools.partial(
+        nn.vmap, out_axes=0, variable_axes={'params': 0, 'batch_stats': 0},
+        split_rngs={'params': True})
+    module = vmap(MixedOp, in_axes=(None, 0), axis_size=shape[-1])
+    if len(shape) == 2:
+      module = vmap(module, in_axes=(0, 0), axis_size=shape[0])
+    return module(self.space.primitives, channels, stride, train, bn_axis_name,
+                  name=name)
 
 
 class SearchNetwork(nn.Module):

@@ -27,11 +27,19 @@ def digits_search():
   first = next(iter(batches))
   state = jaxdarts.create_search_state(jax.random.key(0), model,
                                        first[0]['image'], num_steps=60)
-  return state, batches
+
+  def fresh_state():
+    """A new state with the same static fields: no recompilation."""
+    return jaxdarts.create_search_state(
+        jax.random.key(0), model, first[0]['image'], weight_tx=state.weight_tx,
+        weight_lr=state.weight_lr, arch_tx=state.arch_tx)
+
+  return fresh_state, batches
 
 
 def test_step_compiles_once_and_learns(digits_search):
-  state, batches = digits_search
+  fresh_state, batches = digits_search
+  state = fresh_state()
   alphas0 = jax.tree.map(np.array, state.alphas)
   history = []
   traces_after_first = None
@@ -58,6 +66,26 @@ def test_step_compiles_once_and_learns(digits_search):
   genotype = state.genotype()
   assert genotype.num_nodes == 2
   genotype.validate(TINY_SPACE)
+
+
+def test_batch_norm_statistics_come_from_the_real_weight_step_only(
+    digits_search):
+  fresh_state, batches = digits_search
+  state = fresh_state()
+  train_batch, val_batch = next(iter(batches))
+  old = jax.tree.map(np.array, {'params': state.params,
+                                'batch_stats': state.batch_stats})
+  model = state.model
+  state, _ = jaxdarts.search_step(state, train_batch, val_batch)
+  # One train-mode pass on the training batch, at the old weights and the
+  # already-updated alphas, from the old statistics: nothing else counted.
+  _, expected = model.apply(old, train_batch['image'], state.alphas,
+                            train=True, mutable=['batch_stats'])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-6),
+               state.batch_stats, expected['batch_stats'])
+  assert not all(jax.tree.leaves(jax.tree.map(
+      lambda a, b: np.allclose(a, b), state.batch_stats, old['batch_stats'])))
 
 
 def test_second_order_needs_a_learning_rate():

@@ -127,3 +127,35 @@ def test_mixed_op_is_the_weighted_sum_of_its_ops():
   expected = 0.2 * outs['max_pool_3x3'] + 0.3 * x + 0.4 * outs['sep_conv_3x3']
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
   assert 'none' not in outs
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_edge_ops_equal_a_plain_relu_conv_bn_composition(stride):
+  """The batched executor computes each op as the reference defines it."""
+  prims = ('sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5')
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  edge = ops.EdgeOps(prims, 3, stride, True, affine=False)
+  params = edge.init(jax.random.key(1), x)['params']
+  outs, _ = edge.apply({'params': params, **edge.init(
+      jax.random.key(1), x)}, x, mutable=['batch_stats'])
+
+  def bn(y):  # train mode, no affine
+    mean, var = y.mean((0, 1, 2)), y.var((0, 1, 2))
+    return (y - mean) / jnp.sqrt(var + 1e-5)
+
+  # Stacked 1x1 kernels follow the executor's order: by dilation, then name.
+  order0 = ['sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5']
+  order1 = ['sep_conv_3x3', 'sep_conv_5x5']
+
+  def block(y, name, b, s, d, order):
+    y = ops.depthwise_conv(jax.nn.relu(y), params[f'{name}_depthwise_{b}'],
+                           stride=s, dilation=d)
+    return bn(y @ params[f'pointwise_{b}'][order.index(name)])
+
+  for name, d in [('dil_conv_3x3', 2), ('dil_conv_5x5', 2)]:
+    expected = block(x, name, 0, stride, d, order0)
+    np.testing.assert_allclose(outs[name], expected, rtol=1e-4, atol=1e-4)
+  for name in order1:
+    expected = block(block(x, name, 0, stride, 1, order0), name, 1, 1, 1,
+                     order1)
+    np.testing.assert_allclose(outs[name], expected, rtol=1e-4, atol=1e-4)
