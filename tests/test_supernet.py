@@ -1,5 +1,7 @@
 """The supernet matches the reference DARTS search network."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,44 +41,46 @@ def test_space_shapes_and_alpha_init():
   assert space.edges[:5] == ((0, 0), (0, 1), (1, 0), (1, 1), (1, 2))
 
 
-def test_forward_shapes_and_batch_stats_update():
+@pytest.fixture(scope='module')
+def tiny():
+  """A tiny supernet, its variables and jitted train/eval forward passes."""
   model = tiny_model()
   batch = random_batch(0)
   alphas = model.init_alphas(jax.random.key(1))
-  variables = model.init(jax.random.key(0), batch['image'], alphas, train=False)
-  logits, updates = model.apply(variables, batch['image'], alphas, train=True,
-                                mutable=['batch_stats'])
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(0), batch['image'], alphas)
+  train = jax.jit(functools.partial(model.apply, train=True,
+                                    mutable=['batch_stats']))
+  evaluate = jax.jit(functools.partial(model.apply, train=False))
+  return batch, alphas, variables, train, evaluate
+
+
+def test_forward_shapes_and_batch_stats_update(tiny):
+  batch, alphas, variables, train, evaluate = tiny
+  logits, updates = train(variables, batch['image'], alphas)
   assert logits.shape == (8, 4)
   assert np.isfinite(np.asarray(logits)).all()
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
                          variables['batch_stats'], updates['batch_stats'])
   assert any(jax.tree.leaves(changed))
-  eval_logits = model.apply(variables, batch['image'], alphas, train=False)
-  assert eval_logits.shape == (8, 4)
+  assert evaluate(variables, batch['image'], alphas).shape == (8, 4)
 
 
-def test_alphas_are_an_argument_that_changes_the_output():
-  model = tiny_model()
-  batch = random_batch(0)
-  alphas = model.init_alphas(jax.random.key(1))
-  variables = model.init(jax.random.key(0), batch['image'], alphas, train=False)
+def test_alphas_are_an_argument_that_changes_the_output(tiny):
+  batch, alphas, variables, _, evaluate = tiny
   pool_only = jax.tree.map(lambda a: a.at[:, 1].set(10.), alphas)
-  a = model.apply(variables, batch['image'], alphas, train=False)
-  b = model.apply(variables, batch['image'], pool_only, train=False)
+  a = evaluate(variables, batch['image'], alphas)
+  b = evaluate(variables, batch['image'], pool_only)
   assert not np.allclose(a, b)
 
 
-def test_bad_alphas_name_the_problem():
-  model = tiny_model()
-  batch = random_batch(0)
-  alphas = model.init_alphas(jax.random.key(1))
-  variables = model.init(jax.random.key(0), batch['image'], alphas, train=False)
+def test_bad_alphas_name_the_problem(tiny):
+  batch, alphas, variables, _, evaluate = tiny
   wrong = jaxdarts.DARTS_SPACE.init_alphas(jax.random.key(0))
   with pytest.raises(ValueError, match=r"alphas\['normal'\] has shape \(14, 8\)"):
-    model.apply(variables, batch['image'], wrong, train=False)
+    evaluate(variables, batch['image'], wrong)
   with pytest.raises(ValueError, match='keys'):
-    model.apply(variables, batch['image'], {'normal': alphas['normal']},
-                train=False)
+    evaluate(variables, batch['image'], {'normal': alphas['normal']})
 
 
 def test_unknown_op_is_refused():
