@@ -6,10 +6,12 @@ bilevel steps epoch by epoch and writes what a user looks at. Everything it
 writes lives in ``workdir``:
 
 * ``config.json``: the run's config;
-* ``metrics.jsonl``: every ``log_every_steps`` one JSON line with ``step``,
-  ``epoch`` (0-based), the step metrics averaged since the previous line and
-  ``steps_per_second``; at each epoch end one line with
-  ``supernet_val_loss`` and ``supernet_val_accuracy``;
+* ``metrics.jsonl``: every ``log_every_steps`` (and at each epoch end) one
+  JSON line with ``step``, ``epoch`` (0-based), the step metrics averaged
+  since the previous line and ``steps_per_second`` (compiles excluded); at
+  each epoch end one more line with ``supernet_val_loss`` and
+  ``supernet_val_accuracy`` (the supernet on the alphas half, running BN
+  statistics);
 * ``tensorboard/``: the same numbers as TensorBoard events;
 * ``genotypes/epoch_NNN.json`` and ``.txt``: the genotype derived at the end
   of epoch NNN (0-based);
@@ -23,7 +25,7 @@ writes lives in ``workdir``:
 
 Resume is exact: a run killed at any point and started again with the same
 command ends with the same alphas, weights and genotype as an uninterrupted
-run. SIGTERM saves a checkpoint and returns; a non-finite loss stops the run
+run (on the same machine, with the same software versions). SIGTERM saves a checkpoint and returns; a non-finite loss stops the run
 with `FloatingPointError` without saving the bad state. Running the command
 again on a finished workdir only reports the result.
 """
@@ -46,7 +48,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
 from jaxdarts import data as data_lib
+from jaxdarts import visualize
 from jaxdarts.checkpoint import Checkpointer, PreemptionGuard
 from jaxdarts.genotype import Genotype
 from jaxdarts.search import (SearchState, create_search_state,
@@ -87,6 +91,11 @@ def run_search(config: ml_collections.ConfigDict,
     config: a config of ``experiments/configs/search.py``.
     workdir: the run's directory; created if missing.
 
+  Progress (steps/s, ETA, losses, the genotype at each epoch end) is logged
+  at INFO level on the ``jaxdarts.runner`` logger. The config's
+  ``compilation_cache_dir`` turns on JAX's persistent compilation cache for
+  the whole process, unless one is configured already.
+
   Returns:
     The final state, its genotype and whether the search finished.
 
@@ -95,6 +104,7 @@ def run_search(config: ml_collections.ConfigDict,
     jaxdarts.checkpoint.CheckpointMismatchError: (a ValueError) the workdir
       holds a checkpoint of a run with another model or data config.
   """
+  _check_intervals(config)
   workdir = Path(workdir).expanduser()
   _enable_compilation_cache(config.compilation_cache_dir)
   halves = _load_halves(config)
@@ -102,12 +112,12 @@ def run_search(config: ml_collections.ConfigDict,
   num_steps = config.search.epochs * steps_per_epoch
   initial = functools.partial(_initial_state, config, halves, num_steps)
   with Checkpointer(workdir / 'checkpoints', keep=config.keep_checkpoints,
-                    model_config=model_config(config)) as ckpt:
+                    model_config=_model_config(config)) as ckpt:
     state, position = _restore(ckpt, initial)
     if position.epoch >= config.search.epochs:
       logger.info('The search in %s already finished (step %d); its genotype '
-                   'is in %s', workdir, int(state.step),
-                   workdir / 'genotype.txt')
+                  'is in %s', workdir, int(state.step),
+                  workdir / 'genotype.txt')
       return SearchResult(state, state.genotype(), True)
     if _is_writer():
       workdir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +128,7 @@ def run_search(config: ml_collections.ConfigDict,
   return SearchResult(state, state.genotype(), finished)
 
 
-def model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def _model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The config fields a checkpoint must agree with to be resumed.
 
   Those that change the state's shapes, the data stream's positions or the
@@ -146,6 +156,12 @@ def _is_writer() -> bool:
   return jax.process_index() == 0
 
 
+def _check_intervals(config: ml_collections.ConfigDict) -> None:
+  for name in ('log_every_steps', 'checkpoint_every_steps'):
+    if config[name] < 1:
+      raise ValueError(f'config.{name} must be >= 1, got {config[name]}')
+
+
 def _enable_compilation_cache(directory: str) -> None:
   """Turns on JAX's persistent compilation cache in ``directory``.
 
@@ -160,11 +176,10 @@ def _enable_compilation_cache(directory: str) -> None:
   if current:
     if os.path.abspath(current) != path:
       logger.info('JAX already caches compilations in %s; not in %s',
-                   current, path)
+                  current, path)
     return
   os.makedirs(path, exist_ok=True)
   jax.config.update('jax_compilation_cache_dir', path)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
 def _load_halves(config: ml_collections.ConfigDict) -> _Data:
@@ -189,8 +204,9 @@ def _initial_state(config: ml_collections.ConfigDict, halves: _Data,
   model = SearchNetwork(halves.weights_half.num_classes,
                         channels=config.model.channels,
                         layers=config.model.layers, space=space)
-  weight_tx, weight_lr, arch_tx = _optimizers(
-      num_steps, tuple(sorted(config.optimizer.items())))
+  fields = ((k, tuple(v) if isinstance(v, (list, tuple)) else v)
+            for k, v in config.optimizer.items())  # Hashable, for the cache.
+  weight_tx, weight_lr, arch_tx = _optimizers(num_steps, tuple(sorted(fields)))
   images = np.zeros((config.search.batch_size,)
                     + halves.weights_half.image_shape, np.float32)
   return create_search_state(
@@ -314,7 +330,7 @@ class _SearchLoop(contextlib.AbstractContextManager):
           return state, True
         if guard.requested:
           logger.warning('Stopped by a signal at step %d; saved a '
-                          'checkpoint: run the same command to resume.', step)
+                         'checkpoint: run the same command to resume.', step)
           return state, False
     raise AssertionError('the batch stream ended')  # It is infinite.
 
@@ -327,16 +343,19 @@ class _SearchLoop(contextlib.AbstractContextManager):
     means = _means(self._check_finite())
     self.pending.clear()
     start, start_step = self._clock
-    rate = (step - start_step) / max(time.perf_counter() - start, 1e-9)
     self._restart_clock(step)
     epoch = (step - 1) // self.steps_per_epoch
-    self._record(step, epoch, {**means, 'steps_per_second': rate})
-    eta = (self.num_steps - step) / rate if rate > 0 else 0.0
+    speed = 'compiling'  # No step was timed yet: the first one compiled.
+    if step > start_step:
+      rate = (step - start_step) / (time.perf_counter() - start)
+      means['steps_per_second'] = rate
+      speed = (f'{rate:.2f} steps/s | ETA '
+               f'{_hms((self.num_steps - step) / rate)}')
+    self._record(step, epoch, means)
     logger.info(
-        'epoch %d/%d step %d/%d | %.2f steps/s | ETA %s | train loss %.4f '
-        'acc %.3f | val loss %.4f acc %.3f', epoch + 1,
-        self.config.search.epochs, step, self.num_steps, rate,
-        _hms(eta), means['train_loss'], means['train_accuracy'],
+        'epoch %d/%d step %d/%d | %s | train loss %.4f acc %.3f | val loss '
+        '%.4f acc %.3f', epoch + 1, self.config.search.epochs, step,
+        self.num_steps, speed, means['train_loss'], means['train_accuracy'],
         means['val_loss'], means['val_accuracy'])
 
   def _end_epoch(self, state: SearchState, epoch: int,
@@ -353,11 +372,11 @@ class _SearchLoop(contextlib.AbstractContextManager):
       _write_epoch_outputs(self.workdir, epoch, state, genotype)
       if epoch + 1 == self.config.search.epochs:
         _write_final_outputs(self.workdir, genotype)
-    change = ('unchanged' if genotype == previous else
+    change = ('unchanged' if _same_architecture(genotype, previous) else
               f'{"derived" if previous is None else "changed"}: {genotype}')
     logger.info('epoch %d/%d done: supernet val loss %.4f accuracy %.4f; '
-                 'genotype %s', epoch + 1, self.config.search.epochs, loss,
-                 accuracy, change)
+                'genotype %s', epoch + 1, self.config.search.epochs, loss,
+                accuracy, change)
     return genotype
 
   def _save(self, state: SearchState, position: data_lib.Position) -> None:
@@ -390,7 +409,8 @@ class _SearchLoop(contextlib.AbstractContextManager):
       bad = {k: float(v) for k, v in metrics.items()
              if not math.isfinite(float(v))}
       if bad:
-        raise self._non_finite(f'non-finite loss at step {step} ({bad})')
+        what = 'loss' if any('loss' in k for k in bad) else 'metrics'
+        raise self._non_finite(f'non-finite {what} at step {step} ({bad})')
     if state is not None and not bool(_all_finite(state)):
       raise self._non_finite(
           f'non-finite weights or alphas after step {int(state.step)}')
@@ -411,8 +431,11 @@ class _SearchLoop(contextlib.AbstractContextManager):
 
 @contextlib.contextmanager
 def _preemption_guard() -> Iterator[Any]:
-  """A `PreemptionGuard` for SIGTERM; a never-requested stand-in off the
-  main thread (signal handlers can only be installed from it)."""
+  """A `PreemptionGuard` for SIGTERM, entered if this is the main thread.
+
+  Signal handlers can only be installed from the main thread; elsewhere
+  (e.g. a notebook's worker thread) the guard is never requested.
+  """
   if threading.current_thread() is threading.main_thread():
     with PreemptionGuard() as guard:
       yield guard
@@ -444,12 +467,13 @@ def _evaluate_supernet(state: SearchState, dataset: data_lib.Dataset,
   examples, is skipped), so the evaluation compiles once, at the search's
   batch shape.
   """
-  sums = [eval_step(state, batch)
-          for batch in data_lib.eval_batches(dataset, batch_size)
-          if batch['label'].shape[0] == batch_size]
-  totals = jax.device_get(jax.tree.map(lambda *x: sum(x), *sums))
-  count = int(totals['count'])
-  return float(totals['loss_sum']) / count, float(totals['correct']) / count
+  sums = jax.device_get([
+      eval_step(state, batch)
+      for batch in data_lib.eval_batches(dataset, batch_size)
+      if batch['label'].shape[0] == batch_size])
+  count = sum(int(s['count']) for s in sums)
+  return (sum(float(s['loss_sum']) for s in sums) / count,
+          sum(int(s['correct']) for s in sums) / count)
 
 
 # ---------------------------------------------------------------------------
@@ -460,6 +484,11 @@ def _epoch_genotype(workdir: Path, epoch: int) -> Genotype | None:
   """The genotype written at the end of ``epoch``, if there is one."""
   path = workdir / 'genotypes' / f'epoch_{epoch:03d}.json'
   return Genotype.load(path) if epoch >= 0 and path.exists() else None
+
+
+def _same_architecture(a: Genotype, b: Genotype | None) -> bool:
+  """Equal up to the order of a node's two inputs and of the concats."""
+  return b is not None and visualize.stable_since([(0, a), (1, b)]) == 0
 
 
 def _write_epoch_outputs(workdir: Path, epoch: int, state: SearchState,
@@ -480,7 +509,6 @@ def _write_final_outputs(workdir: Path, genotype: Genotype) -> None:
   """``genotype.json``, ``genotype.txt`` and the drawings in ``cells/``."""
   genotype.save(workdir / 'genotype.json')
   (workdir / 'genotype.txt').write_text(f'{genotype}\n')
-  from jaxdarts import visualize
   try:
     visualize.draw_genotype(genotype, workdir / 'cells')
   except ImportError as e:

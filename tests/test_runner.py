@@ -206,9 +206,9 @@ def test_sigkill_and_rerun_gives_the_uninterrupted_result(
     reference, tmp_path, cache_dir):
   config, _, expected = reference
   workdir = tmp_path / 'run'
-  log = open(tmp_path / 'killed.log', 'wb')
-  with subprocess.Popen(cli(workdir, cache_dir), cwd=ROOT, stdout=log,
-                        stderr=subprocess.STDOUT) as process:
+  with open(tmp_path / 'killed.log', 'wb') as log, subprocess.Popen(
+      cli(workdir, cache_dir), cwd=ROOT, stdout=log,
+      stderr=subprocess.STDOUT) as process:
     try:
       deadline = time.monotonic() + TIMEOUT
       while not checkpoint_steps(workdir) and process.poll() is None:
@@ -216,7 +216,6 @@ def test_sigkill_and_rerun_gives_the_uninterrupted_result(
         time.sleep(0.02)
     finally:
       process.kill()
-  log.close()
   output = (tmp_path / 'killed.log').read_text()
   assert process.returncode == -signal.SIGKILL, (
       f'the run ended before it was killed:\n{output[-3000:]}')
@@ -244,7 +243,10 @@ def test_sigterm_saves_and_stops(reference, tmp_path, caplog):
   """In-process: SIGTERM after the first checkpoint; the rerun completes."""
   config, _, expected = reference
   def send_sigterm_after_first_checkpoint():
+    deadline = time.monotonic() + TIMEOUT
     while not checkpoint_steps(tmp_path):
+      if time.monotonic() > deadline:
+        return
       time.sleep(0.01)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -280,6 +282,13 @@ def test_corrupt_latest_checkpoint_resumes_from_the_previous_one(
   assert_same_search(result, expected)
 
 
+def test_bad_intervals_are_refused(tmp_path):
+  config = configs.get_config('tiny')
+  config.log_every_steps = 0
+  with pytest.raises(ValueError, match='log_every_steps must be >= 1'):
+    runner.run_search(config, tmp_path)
+
+
 def test_config_mismatch_names_the_field(reference):
   config, workdir, _ = reference
   changed = config.copy_and_resolve_references()
@@ -311,3 +320,13 @@ def test_non_finite_loss_stops_without_saving(reference, tmp_path):
   assert step == good and extra['position'] == {'epoch': 2, 'step': 3}
   # The original config resumes from it and ends where the reference did.
   assert_same_search(runner.run_search(config, workdir), expected)
+
+
+def test_report_builds_from_a_real_search_workdir(reference):
+  import html  # pylint: disable=g-import-not-at-top
+  from jaxdarts.report import write_report  # pylint: disable=g-import-not-at-top
+  _, workdir, result = reference
+  page = write_report(workdir).read_text()
+  assert html.escape(str(result.genotype)) in page
+  assert 'data:image/png;base64,' in page
+  assert (workdir / 'cells' / 'normal.png').stat().st_size > 0
