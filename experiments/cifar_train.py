@@ -1,0 +1,51 @@
+r"""Retrains a genotype from scratch; see `jaxdarts.train_runner.run_train`.
+
+  python experiments/cifar_train.py \
+    --config=experiments/configs/train.py:digits --workdir=/tmp/digits_train \
+    --genotype=/tmp/digits/genotype.json
+
+``--genotype`` (a genotype file or search workdir, a ``Genotype(...)`` text
+or a published name such as ``DARTS_V2``) overrides ``config.genotype``.
+Rerunning the same command resumes an interrupted run from its last
+checkpoint, or reports a finished one.
+"""
+
+import logging as std_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from jaxdarts import train_runner
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    'config', None, 'A train config: experiments/configs/train.py:PRESET.',
+    lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory of the run: checkpoints, '
+                    'metrics, final variables.')
+flags.DEFINE_string('genotype', None, 'Overrides config.genotype: a genotype '
+                    'file, a Genotype(...) text or a published name.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  std_logging.getLogger('jaxdarts').setLevel(std_logging.INFO)
+  config = FLAGS.config
+  if FLAGS.genotype is not None:
+    with config.unlocked():
+      config.genotype = FLAGS.genotype
+  result = train_runner.run_train(config, FLAGS.workdir)
+  state = 'finished' if result.finished else 'stopped early (resumable)'
+  print(f'Training {state} at step {int(result.state.step)}.\n'
+        f'Test accuracy: {result.test_accuracy:.4f}\n'
+        f'Written to {FLAGS.workdir}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,473 @@
+"""The impure loop around the retraining step: `run_train(config, workdir)`.
+
+`run_train` resolves the genotype (`resolve_genotype`), builds a
+`jaxdarts.networks.NetworkCIFAR` of it, trains it from scratch on the
+training split (crop, flip and cutout augmentation; drop path ramped
+linearly from 0 to ``config.train.drop_path_prob``) and evaluates it on the
+test split at every epoch end. Everything it writes lives in ``workdir``:
+
+* ``config.json``: the run's config; ``genotype.json``: the genotype trained;
+* ``metrics.jsonl``: every ``log_every_steps`` (and at each epoch end) one
+  JSON line with ``step``, ``epoch`` (0-based), the training metrics averaged
+  since the previous line (``loss``, ``ce_loss``, ``aux_loss``,
+  ``accuracy``, ``lr``, ``grad_norm``, ``drop_path_rate``) and
+  ``steps_per_second`` (compiles excluded); at each epoch end one more line
+  with ``test_loss`` and ``test_accuracy``;
+* ``tensorboard/``: the same numbers as TensorBoard events;
+* ``checkpoints/``: the state and the data position, every
+  ``checkpoint_every_steps`` and at every epoch end (`jaxdarts.checkpoint`);
+* ``final_variables.msgpack``: the trained ``{'params', 'batch_stats'}``
+  (`flax.serialization.to_bytes`) and ``final_metrics.json``: the final
+  ``test_accuracy``, ``test_loss`` and ``step``.
+
+To use the trained network for inference::
+
+    genotype = Genotype.load(workdir / 'genotype.json')
+    model = NetworkCIFAR(genotype, channels=config.model.channels,
+                         layers=config.model.layers, num_classes=10,
+                         auxiliary=config.model.auxiliary)
+    template = model.init(jax.random.PRNGKey(0), images, train=False)
+    variables = flax.serialization.from_bytes(
+        template, (workdir / 'final_variables.msgpack').read_bytes())
+    logits = model.apply(variables, images, train=False)
+
+(``flax.serialization.msgpack_restore(data)`` gives the same nested dict of
+arrays without a template.) Images are normalised as the data pipeline
+does: `jaxdarts.data.normalize` with the training split's mean and std.
+
+Resume is exact, as in `jaxdarts.runner.run_search`: a run killed at any
+point and started again with the same command ends with the same weights as
+an uninterrupted one. SIGTERM saves a checkpoint and returns; a non-finite
+loss stops the run with `FloatingPointError` without saving the bad state;
+running the command again on a finished workdir only reports the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxdarts import data as data_lib
+from jaxdarts import genotypes
+from jaxdarts.checkpoint import Checkpointer
+from jaxdarts.genotype import Genotype
+from jaxdarts.networks import NetworkCIFAR
+from jaxdarts.runner import (_check_intervals, _enable_compilation_cache,
+                             _hms, _is_writer, _means, _preemption_guard,
+                             _restore, _trim_metrics)
+from jaxdarts.train import (TrainState, create_train_state, default_optimizer,
+                            train_step)
+
+Metrics = dict[str, Any]
+
+logger = logging.getLogger(__name__)
+
+GENOTYPE_FORMS = (
+    'a path to a genotype file (the genotype.json or .txt a search writes, '
+    'or a search workdir holding genotype.json)',
+    "a genotype text such as \"Genotype(normal=[('sep_conv_3x3', 0), ...], "
+    'normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])"',
+    f'a published name: {", ".join(genotypes.names())}',
+)
+
+
+class TrainResult(NamedTuple):
+  """What `run_train` returns.
+
+  Attributes:
+    state: the training state at the end (or where SIGTERM stopped it).
+    test_accuracy: the test accuracy of ``state`` (at the last epoch end
+      evaluated; NaN if a SIGTERM stopped the run before the first).
+    finished: whether every epoch ran (False after a SIGTERM).
+  """
+  state: TrainState
+  test_accuracy: float
+  finished: bool = True
+
+
+class _Data(NamedTuple):
+  train: data_lib.Dataset
+  test: data_lib.Dataset
+
+
+# ---------------------------------------------------------------------------
+# Genotypes.
+
+
+def resolve_genotype(spec: str | os.PathLike[str] | Genotype) -> Genotype:
+  """The genotype ``spec`` names.
+
+  Args:
+    spec: a `Genotype`; a path to a genotype file (JSON or text, as written
+      by the search) or to a search workdir holding ``genotype.json``; a
+      genotype text ``Genotype(normal=..., ...)``; or a published name of
+      `jaxdarts.genotypes` (e.g. ``'DARTS_V2'``).
+
+  Returns:
+    The validated genotype.
+
+  Raises:
+    ValueError: if ``spec`` is none of these (listing the accepted forms), or
+      names a malformed file or text.
+  """
+  if isinstance(spec, Genotype):
+    return spec.validate()
+  text = os.fspath(spec).strip() if isinstance(spec, (str, os.PathLike)) else ''
+  path = Path(text).expanduser()
+  if text and path.is_dir() and (path / 'genotype.json').is_file():
+    return Genotype.load(path / 'genotype.json')
+  if text and path.is_file():
+    return Genotype.load(path)
+  if text.startswith(('Genotype(', 'Genotype (')):
+    return Genotype.parse(text)
+  if text:
+    with contextlib.suppress(ValueError):
+      return genotypes.get(text)
+  looks_like_path = os.sep in text or text.endswith(('.json', '.txt'))
+  why = ' (no such file or directory)' if looks_like_path else ''
+  raise ValueError(
+      f'genotype {spec!r} is not a genotype{why}; give one of:\n  - '
+      + '\n  - '.join(GENOTYPE_FORMS))
+
+
+# ---------------------------------------------------------------------------
+# The run.
+
+
+def run_train(config: ml_collections.ConfigDict,
+              workdir: str | os.PathLike[str]) -> TrainResult:
+  """Trains (or resumes) a genotype's network; see the module docstring.
+
+  Args:
+    config: a config of ``experiments/configs/train.py``.
+    workdir: the run's directory; created if missing.
+
+  Progress (steps/s, ETA, losses, test accuracy at each epoch end) is logged
+  at INFO level on the ``jaxdarts.train_runner`` logger.
+
+  Returns:
+    The final state, its test accuracy and whether the training finished.
+
+  Raises:
+    ValueError: ``config.genotype`` names no genotype.
+    FloatingPointError: a loss (or the state) became NaN or infinite.
+    jaxdarts.checkpoint.CheckpointMismatchError: (a ValueError) the workdir
+      holds a checkpoint of a run with another genotype, model or data
+      config.
+  """
+  _check_intervals(config)
+  genotype = resolve_genotype(config.genotype)
+  workdir = Path(workdir).expanduser()
+  _enable_compilation_cache(config.compilation_cache_dir)
+  data = _Data(*(data_lib.load_dataset(config.data.name, split,
+                                       data_dir=config.data.dir or None)
+                 for split in ('train', 'test')))
+  steps_per_epoch = _batches(config, data.train).steps_per_epoch
+  num_steps = config.train.epochs * steps_per_epoch
+  initial = functools.partial(_initial_state, config, genotype, data.train,
+                              num_steps)
+  with Checkpointer(workdir / 'checkpoints', keep=config.keep_checkpoints,
+                    model_config=_model_config(config, genotype)) as ckpt:
+    state, position = _restore(ckpt, initial)
+    if position.epoch >= config.train.epochs:
+      return _finished(config, workdir, state, data.test)
+    if _is_writer():
+      workdir.mkdir(parents=True, exist_ok=True)
+      (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n')
+      genotype.save(workdir / 'genotype.json')
+      _trim_metrics(workdir / 'metrics.jsonl', int(state.step))
+    logger.info('Training %s: %d epochs of %d steps', genotype,
+                config.train.epochs, steps_per_epoch)
+    with _TrainLoop(config, workdir, ckpt, data, steps_per_epoch) as loop:
+      return loop.run(state, position)
+
+
+def _model_config(config: ml_collections.ConfigDict,
+                  genotype: Genotype) -> dict[str, Any]:
+  """The config fields a checkpoint must agree with to be resumed."""
+  return {
+      'genotype': genotype.to_dict(),
+      'data.name': config.data.name,
+      'model.channels': config.model.channels,
+      'model.layers': config.model.layers,
+      'model.auxiliary': config.model.auxiliary,
+      'train.batch_size': config.train.batch_size,
+      'train.epochs': config.train.epochs,
+      'train.seed': config.train.seed,
+  }
+
+
+def _batches(config: ml_collections.ConfigDict, train: data_lib.Dataset,
+             start: data_lib.Position = data_lib.Position()
+             ) -> data_lib.Batches:
+  return data_lib.Batches(train, config.train.batch_size,
+                          seed=config.train.seed, augment=config.data.augment,
+                          cutout=config.data.cutout, start=start)
+
+
+def _initial_state(config: ml_collections.ConfigDict, genotype: Genotype,
+                   train: data_lib.Dataset, num_steps: int) -> TrainState:
+  """A freshly initialised state (also the target a checkpoint restores to)."""
+  model = NetworkCIFAR(genotype, channels=config.model.channels,
+                       layers=config.model.layers,
+                       num_classes=train.num_classes,
+                       auxiliary=config.model.auxiliary)
+  opt = config.optimizer
+  images = jax.ShapeDtypeStruct(
+      (config.train.batch_size,) + train.image_shape, jnp.float32)
+  state = create_train_state(
+      jax.random.PRNGKey(config.train.seed), model, images,
+      num_steps=num_steps, learning_rate=opt.learning_rate,
+      momentum=opt.momentum, weight_decay=opt.weight_decay,
+      grad_clip=opt.grad_clip or None)
+  # Equal static fields let a second run in one process reuse the step.
+  tx, schedule = _optimizer(num_steps, opt.learning_rate, opt.momentum,
+                            opt.weight_decay, opt.grad_clip or None)
+  return state.replace(tx=tx, learning_rate_fn=schedule)
+
+
+@functools.lru_cache(maxsize=16)
+def _optimizer(num_steps: int, learning_rate: float, momentum: float,
+               weight_decay: float, grad_clip: float | None):
+  """`jaxdarts.train.default_optimizer`, memoised (see `_initial_state`)."""
+  return default_optimizer(num_steps, learning_rate=learning_rate,
+                           momentum=momentum, weight_decay=weight_decay,
+                           grad_clip=grad_clip)
+
+
+def _finished(config: ml_collections.ConfigDict, workdir: Path,
+              state: TrainState, test: data_lib.Dataset) -> TrainResult:
+  """The result of a finished run, writing its final files if missing."""
+  path = workdir / 'final_metrics.json'
+  if path.exists():
+    accuracy = json.loads(path.read_text())['test_accuracy']
+  else:  # Killed between the last checkpoint and the final files.
+    loss, accuracy = evaluate(state, test, config.train.eval_batch_size)
+    if _is_writer():
+      _write_final_outputs(workdir, state, loss, accuracy)
+  logger.info('The training in %s already finished (step %d); test accuracy '
+              '%.4f', workdir, int(state.step), accuracy)
+  return TrainResult(state, float(accuracy), True)
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+
+
+class _TrainLoop(contextlib.AbstractContextManager):
+  """The epochs of one `run_train` call, with its outputs and timers."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: Path,
+               ckpt: Checkpointer, data: _Data, steps_per_epoch: int):
+    self.config = config
+    self.workdir = workdir
+    self.ckpt = ckpt
+    self.data = data
+    self.steps_per_epoch = steps_per_epoch
+    self.num_steps = config.train.epochs * steps_per_epoch
+    self.pending: list[tuple[int, Metrics]] = []  # Since the last log line.
+    self.test_accuracy = math.nan
+    self.tensorboard = None
+    if _is_writer():
+      from tensorboardX import SummaryWriter
+      self.tensorboard = SummaryWriter(str(workdir / 'tensorboard'))
+    self._restart_clock(0)
+
+  def __exit__(self, *exc_info: Any) -> None:
+    if self.tensorboard is not None:
+      self.tensorboard.close()
+
+  def run(self, state: TrainState,
+          position: data_lib.Position) -> TrainResult:
+    """Steps from ``position`` to the end."""
+    start = time.perf_counter()
+    first_step = int(state.step) + 1
+    with _preemption_guard() as guard, data_lib.prefetch(
+        _batches(self.config, self.data.train, position)) as batches:
+      for batch in batches:
+        step = position.global_step(self.steps_per_epoch) + 1
+        state, metrics = train_step(
+            state, batch, drop_path_rate=self._drop_path_rate(step - 1),
+            auxiliary_weight=self.config.train.auxiliary_weight)
+        position = batches.position
+        self.pending.append((step, metrics))
+        if step == first_step:
+          jax.block_until_ready(metrics)
+          logger.info('Compiled and ran step %d in %.1f s', step,
+                      time.perf_counter() - start)
+          self._restart_clock(step)
+        epoch_end = position.step == 0
+        if epoch_end or step % self.config.log_every_steps == 0:
+          self._log_progress(step)
+        if epoch_end:
+          self._end_epoch(state, position.epoch - 1)
+        finished = position.epoch >= self.config.train.epochs
+        if (epoch_end or guard.requested
+            or step % self.config.checkpoint_every_steps == 0):
+          self._save(state, position)
+        if epoch_end:
+          self._restart_clock(step)  # Steps/s counts training steps only.
+        if finished:
+          return TrainResult(state, self.test_accuracy, True)
+        if guard.requested:
+          logger.warning('Stopped by a signal at step %d; saved a '
+                         'checkpoint: run the same command to resume.', step)
+          return TrainResult(state, self.test_accuracy, False)
+    raise AssertionError('the batch stream ended')  # It is infinite.
+
+  def _drop_path_rate(self, step: int) -> float:
+    """The linear ramp ``drop_path_prob * step / num_steps`` (0-based step)."""
+    return self.config.train.drop_path_prob * step / self.num_steps
+
+  def _restart_clock(self, step: int) -> None:
+    self._clock = (time.perf_counter(), step)
+
+  def _log_progress(self, step: int) -> None:
+    """Writes the averaged metrics since the last line and logs progress."""
+    means = _means(self._check_finite())
+    self.pending.clear()
+    start, start_step = self._clock
+    self._restart_clock(step)
+    epoch = (step - 1) // self.steps_per_epoch
+    speed = 'compiling'  # No step was timed yet: the first one compiled.
+    if step > start_step:
+      rate = (step - start_step) / (time.perf_counter() - start)
+      means['steps_per_second'] = rate
+      speed = (f'{rate:.2f} steps/s | ETA '
+               f'{_hms((self.num_steps - step) / rate)}')
+    self._record(step, epoch, means)
+    logger.info('epoch %d/%d step %d/%d | %s | loss %.4f acc %.3f | lr %.4g '
+                'drop path %.3f', epoch + 1, self.config.train.epochs, step,
+                self.num_steps, speed, means['loss'], means['accuracy'],
+                means['lr'], means['drop_path_rate'])
+
+  def _end_epoch(self, state: TrainState, epoch: int) -> None:
+    """Evaluates on the test split; writes the final files after the last."""
+    self._check_finite(state)
+    loss, accuracy = evaluate(state, self.data.test,
+                              self.config.train.eval_batch_size)
+    self.test_accuracy = accuracy
+    self._record(int(state.step), epoch,
+                 {'test_loss': loss, 'test_accuracy': accuracy})
+    logger.info('epoch %d/%d done: test loss %.4f accuracy %.4f', epoch + 1,
+                self.config.train.epochs, loss, accuracy)
+    if epoch + 1 == self.config.train.epochs and _is_writer():
+      _write_final_outputs(self.workdir, state, loss, accuracy)
+
+  def _save(self, state: TrainState, position: data_lib.Position) -> None:
+    """Checkpoints ``state`` and the data position, if they are finite."""
+    self._check_finite(state)
+    step = position.global_step(self.steps_per_epoch)
+    self.ckpt.save(step, state, {'position': position.to_dict()})
+
+  def _record(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
+    """Appends one metrics.jsonl line and the TensorBoard scalars."""
+    if not _is_writer():
+      return
+    record = {'step': step, 'epoch': epoch,
+              **{k: float(v) for k, v in values.items()}}
+    with open(self.workdir / 'metrics.jsonl', 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record) + '\n')
+    for name, value in values.items():
+      self.tensorboard.add_scalar(name, float(value), step)
+    self.tensorboard.flush()
+
+  def _check_finite(self, state: TrainState | None = None
+                    ) -> list[tuple[int, Metrics]]:
+    """Fetches the pending metrics; raises if they or ``state`` are not finite.
+
+    Returns:
+      The pending ``(step, metrics)`` on the host.
+    """
+    self.pending = jax.device_get(self.pending)
+    for step, metrics in self.pending:
+      bad = {k: float(v) for k, v in metrics.items()
+             if not math.isfinite(float(v))}
+      if bad:
+        what = 'loss' if any('loss' in k for k in bad) else 'metrics'
+        raise self._non_finite(f'non-finite {what} at step {step} ({bad})')
+    if state is not None and not bool(_all_finite(state)):
+      raise self._non_finite(
+          f'non-finite weights after step {int(state.step)}')
+    return self.pending
+
+  def _non_finite(self, what: str) -> FloatingPointError:
+    self.ckpt.wait()
+    last = self.ckpt.latest_step()
+    kept = (f'the last good checkpoint, step {last}, is kept in '
+            f'{self.ckpt.directory} and the same command resumes from it'
+            if last is not None else 'no checkpoint was saved before it')
+    return FloatingPointError(
+        f'{what}: the training stopped without saving this state; {kept}. '
+        'Lower the learning rate (config.optimizer.learning_rate) or the '
+        'gradient clip (config.optimizer.grad_clip), or check the data.')
+
+
+@jax.jit
+def _all_finite(state: TrainState) -> jax.Array:
+  leaves = jax.tree.leaves((state.params, state.batch_stats))
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+# ---------------------------------------------------------------------------
+# Evaluation and outputs.
+
+
+@jax.jit
+def _eval_sums(state: TrainState, batch: data_lib.Batch,
+               mask: jax.Array) -> dict[str, jax.Array]:
+  """Masked summed loss and correct count (running BN statistics)."""
+  logits = state.model.apply(state.variables, batch['image'], train=False)
+  losses = optax.softmax_cross_entropy_with_integer_labels(
+      logits, batch['label'])
+  correct = jnp.argmax(logits, -1) == batch['label']
+  return {'loss_sum': jnp.sum(losses * mask),
+          'correct': jnp.sum(correct * mask)}
+
+
+def evaluate(state: TrainState, dataset: data_lib.Dataset,
+             batch_size: int) -> tuple[float, float]:
+  """``(loss, accuracy)`` of ``state`` on every example of ``dataset``.
+
+  The last, short batch is padded to ``batch_size`` (and the padding
+  masked out), so the evaluation compiles once.
+  """
+  sums = []
+  for batch in data_lib.eval_batches(dataset, batch_size):
+    count = batch['label'].shape[0]
+    mask = np.arange(batch_size) < count
+    padded = {k: np.concatenate(
+        [v, np.zeros((batch_size - count,) + v.shape[1:], v.dtype)])
+              for k, v in batch.items()}
+    sums.append(_eval_sums(state, padded, mask.astype(np.float32)))
+  sums = jax.device_get(sums)
+  total = dataset.num_examples
+  return (sum(float(s['loss_sum']) for s in sums) / total,
+          sum(float(s['correct']) for s in sums) / total)
+
+
+def _write_final_outputs(workdir: Path, state: TrainState, loss: float,
+                         accuracy: float) -> None:
+  """``final_variables.msgpack`` and ``final_metrics.json``."""
+  variables = jax.device_get({'params': state.params,
+                              'batch_stats': state.batch_stats})
+  (workdir / 'final_variables.msgpack').write_bytes(
+      flax.serialization.to_bytes(variables))
+  (workdir / 'final_metrics.json').write_text(json.dumps(
+      {'step': int(state.step), 'test_accuracy': float(accuracy),
+       'test_loss': float(loss)}, indent=2) + '\n')
