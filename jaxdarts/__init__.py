@@ -12,7 +12,10 @@ Where things are:
   published ones: :mod:`jaxdarts.genotypes`;
 * evaluation networks from a genotype: :mod:`jaxdarts.networks`, their
   retraining steps: :mod:`jaxdarts.train`, parameter and multiply-add
-  counts: :mod:`jaxdarts.counting`.
+  counts: :mod:`jaxdarts.counting`;
+* the search and retraining loops: :mod:`jaxdarts.runner` (``run_search``)
+  and :mod:`jaxdarts.train_runner` (``run_train``); a run's HTML report:
+  :mod:`jaxdarts.report`.
 """
 
 from jaxdarts import counting

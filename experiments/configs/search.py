@@ -110,11 +110,11 @@ def digits() -> ml_collections.ConfigDict:
     python experiments/cifar_search.py \\
       --config=experiments/configs/search.py:digits --workdir=/tmp/digits
 
-  Measured on a 2-core CPU (XLA's default optimisation level): 89 s wall
-  with an empty compilation cache (about 60 s of it compiling), 41 s with a
-  warm one; about 11 steps/s. Final supernet accuracy on the alphas half
-  0.97 (loss 0.076), training batches 0.98; the genotype is the same
-  run to run on one machine.
+  Measured on a 2-core CPU shared with other jobs (XLA's default flags):
+  90-125 s wall with an empty compilation cache (most of it compiling), 43 s
+  with a warm one; about 11 steps/s. Final supernet accuracy on the alphas
+  half 0.972 (loss 0.076), training batches 0.98; the same genotype on every
+  run on one machine.
   """
   config = base_config()
   config.data.name = 'digits'
