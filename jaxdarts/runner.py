@@ -275,7 +275,66 @@ def _trim_metrics(path: Path, step: int) -> None:
 # The loop.
 
 
-class _SearchLoop(contextlib.AbstractContextManager):
+class _Loop(contextlib.AbstractContextManager):
+  """What the search and training loops share: checkpoints, metrics, checks.
+
+  Subclasses set ``ckpt``, ``workdir``, ``pending``, ``tensorboard`` and
+  ``steps_per_epoch``, and name their job and the fields to tune.
+  """
+  JOB = 'search'
+  REMEDY = ('Lower the learning rate (config.optimizer.weight_lr, '
+            'config.optimizer.arch_lr) or the gradient clip '
+            '(config.optimizer.grad_clip), or check the data.')
+
+  def _save(self, state, position: data_lib.Position) -> None:
+    """Checkpoints ``state`` and the data position, if they are finite."""
+    self._check_finite(state)
+    step = position.global_step(self.steps_per_epoch)
+    self.ckpt.save(step, state, {'position': position.to_dict()})
+
+  def _record(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
+    """Appends one metrics.jsonl line and the TensorBoard scalars."""
+    if not _is_writer():
+      return
+    record = {'step': step, 'epoch': epoch,
+              **{k: float(v) for k, v in values.items()}}
+    with open(self.workdir / 'metrics.jsonl', 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record) + '\n')
+    for name, value in values.items():
+      self.tensorboard.add_scalar(name, float(value), step)
+    self.tensorboard.flush()
+
+  def _check_finite(self, state=None
+                    ) -> list[tuple[int, Metrics]]:
+    """Fetches the pending metrics; raises if they or ``state`` are not finite.
+
+    Returns:
+      The pending ``(step, metrics)`` on the host.
+    """
+    self.pending = jax.device_get(self.pending)
+    for step, metrics in self.pending:
+      bad = {k: float(v) for k, v in metrics.items()
+             if not math.isfinite(float(v))}
+      if bad:
+        what = 'loss' if any('loss' in k for k in bad) else 'metrics'
+        raise self._non_finite(f'non-finite {what} at step {step} ({bad})')
+    if state is not None and not bool(_all_finite(state)):
+      raise self._non_finite(
+          f'non-finite weights after step {int(state.step)}')
+    return self.pending
+
+  def _non_finite(self, what: str) -> FloatingPointError:
+    self.ckpt.wait()
+    last = self.ckpt.latest_step()
+    kept = (f'the last good checkpoint, step {last}, is kept in '
+            f'{self.ckpt.directory} and the same command resumes from it'
+            if last is not None else 'no checkpoint was saved before it')
+    return FloatingPointError(
+        f'{what}: the {self.JOB} stopped without saving this state; {kept}. '
+        + self.REMEDY)
+
+
+class _SearchLoop(_Loop):
   """The epochs of one `run_search` call, with its outputs and timers."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: Path,
@@ -379,54 +438,6 @@ class _SearchLoop(contextlib.AbstractContextManager):
                 accuracy, change)
     return genotype
 
-  def _save(self, state: SearchState, position: data_lib.Position) -> None:
-    """Checkpoints ``state`` and the data position, if they are finite."""
-    self._check_finite(state)
-    step = position.global_step(self.steps_per_epoch)
-    self.ckpt.save(step, state, {'position': position.to_dict()})
-
-  def _record(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
-    """Appends one metrics.jsonl line and the TensorBoard scalars."""
-    if not _is_writer():
-      return
-    record = {'step': step, 'epoch': epoch,
-              **{k: float(v) for k, v in values.items()}}
-    with open(self.workdir / 'metrics.jsonl', 'a', encoding='utf-8') as f:
-      f.write(json.dumps(record) + '\n')
-    for name, value in values.items():
-      self.tensorboard.add_scalar(name, float(value), step)
-    self.tensorboard.flush()
-
-  def _check_finite(self, state: SearchState | None = None
-                    ) -> list[tuple[int, Metrics]]:
-    """Fetches the pending metrics; raises if they or ``state`` are not finite.
-
-    Returns:
-      The pending ``(step, metrics)`` on the host.
-    """
-    self.pending = jax.device_get(self.pending)
-    for step, metrics in self.pending:
-      bad = {k: float(v) for k, v in metrics.items()
-             if not math.isfinite(float(v))}
-      if bad:
-        what = 'loss' if any('loss' in k for k in bad) else 'metrics'
-        raise self._non_finite(f'non-finite {what} at step {step} ({bad})')
-    if state is not None and not bool(_all_finite(state)):
-      raise self._non_finite(
-          f'non-finite weights or alphas after step {int(state.step)}')
-    return self.pending
-
-  def _non_finite(self, what: str) -> FloatingPointError:
-    self.ckpt.wait()
-    last = self.ckpt.latest_step()
-    kept = (f'the last good checkpoint, step {last}, is kept in '
-            f'{self.ckpt.directory} and the same command resumes from it'
-            if last is not None else 'no checkpoint was saved before it')
-    return FloatingPointError(
-        f'{what}: the search stopped without saving this state; {kept}. '
-        'Lower the learning rate (config.optimizer.weight_lr, '
-        'config.optimizer.arch_lr) or the gradient clip '
-        '(config.optimizer.grad_clip), or check the data.')
 
 
 @contextlib.contextmanager
@@ -444,8 +455,10 @@ def _preemption_guard() -> Iterator[Any]:
 
 
 @jax.jit
-def _all_finite(state: SearchState) -> jax.Array:
-  leaves = jax.tree.leaves((state.params, state.alphas, state.batch_stats))
+def _all_finite(state) -> jax.Array:
+  """Whether every floating-point array of ``state`` is finite."""
+  leaves = [x for x in jax.tree.leaves(state)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 

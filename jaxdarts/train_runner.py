@@ -51,7 +51,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -67,7 +66,7 @@ from jaxdarts import genotypes
 from jaxdarts.checkpoint import Checkpointer
 from jaxdarts.genotype import Genotype
 from jaxdarts.networks import NetworkCIFAR
-from jaxdarts.runner import (_check_intervals, _enable_compilation_cache,
+from jaxdarts.runner import (_Loop, _check_intervals, _enable_compilation_cache,
                              _hms, _is_writer, _means, _preemption_guard,
                              _restore, _trim_metrics)
 from jaxdarts.train import (TrainState, create_train_state, default_optimizer,
@@ -269,8 +268,11 @@ def _finished(config: ml_collections.ConfigDict, workdir: Path,
 # The loop.
 
 
-class _TrainLoop(contextlib.AbstractContextManager):
+class _TrainLoop(_Loop):
   """The epochs of one `run_train` call, with its outputs and timers."""
+  JOB = 'training'
+  REMEDY = ('Lower the learning rate (config.optimizer.learning_rate) or the '
+            'gradient clip (config.optimizer.grad_clip), or check the data.')
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: Path,
                ckpt: Checkpointer, data: _Data, steps_per_epoch: int):
@@ -369,59 +371,6 @@ class _TrainLoop(contextlib.AbstractContextManager):
     if epoch + 1 == self.config.train.epochs and _is_writer():
       _write_final_outputs(self.workdir, state, loss, accuracy)
 
-  def _save(self, state: TrainState, position: data_lib.Position) -> None:
-    """Checkpoints ``state`` and the data position, if they are finite."""
-    self._check_finite(state)
-    step = position.global_step(self.steps_per_epoch)
-    self.ckpt.save(step, state, {'position': position.to_dict()})
-
-  def _record(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
-    """Appends one metrics.jsonl line and the TensorBoard scalars."""
-    if not _is_writer():
-      return
-    record = {'step': step, 'epoch': epoch,
-              **{k: float(v) for k, v in values.items()}}
-    with open(self.workdir / 'metrics.jsonl', 'a', encoding='utf-8') as f:
-      f.write(json.dumps(record) + '\n')
-    for name, value in values.items():
-      self.tensorboard.add_scalar(name, float(value), step)
-    self.tensorboard.flush()
-
-  def _check_finite(self, state: TrainState | None = None
-                    ) -> list[tuple[int, Metrics]]:
-    """Fetches the pending metrics; raises if they or ``state`` are not finite.
-
-    Returns:
-      The pending ``(step, metrics)`` on the host.
-    """
-    self.pending = jax.device_get(self.pending)
-    for step, metrics in self.pending:
-      bad = {k: float(v) for k, v in metrics.items()
-             if not math.isfinite(float(v))}
-      if bad:
-        what = 'loss' if any('loss' in k for k in bad) else 'metrics'
-        raise self._non_finite(f'non-finite {what} at step {step} ({bad})')
-    if state is not None and not bool(_all_finite(state)):
-      raise self._non_finite(
-          f'non-finite weights after step {int(state.step)}')
-    return self.pending
-
-  def _non_finite(self, what: str) -> FloatingPointError:
-    self.ckpt.wait()
-    last = self.ckpt.latest_step()
-    kept = (f'the last good checkpoint, step {last}, is kept in '
-            f'{self.ckpt.directory} and the same command resumes from it'
-            if last is not None else 'no checkpoint was saved before it')
-    return FloatingPointError(
-        f'{what}: the training stopped without saving this state; {kept}. '
-        'Lower the learning rate (config.optimizer.learning_rate) or the '
-        'gradient clip (config.optimizer.grad_clip), or check the data.')
-
-
-@jax.jit
-def _all_finite(state: TrainState) -> jax.Array:
-  leaves = jax.tree.leaves((state.params, state.batch_stats))
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 # ---------------------------------------------------------------------------
