@@ -27,6 +27,8 @@ import jax
 import jax.extend.core as jex
 import jax.numpy as jnp
 
+from jaxdarts.depthwise import shift_depthwise_p
+
 
 def _path_names(path) -> list[str]:
   """The key names along a pytree path (dict keys, attributes, indices)."""
@@ -125,6 +127,9 @@ def jaxpr_macs(jaxpr: jex.Jaxpr | jex.ClosedJaxpr) -> int:
       total += _conv_macs(eqn)
     elif name == 'dot_general':
       total += _dot_macs(eqn)
+    elif eqn.primitive is shift_depthwise_p:  # output elements x k * k
+      total += math.prod(eqn.outvars[0].aval.shape) * math.prod(
+          eqn.invars[1].aval.shape[:2])
     elif name == 'cond':
       total += max((jaxpr_macs(b) for b in eqn.params['branches']), default=0)
     else:
@@ -144,8 +149,8 @@ def count_flops(model: nn.Module, sample_input_shape: tuple[int, ...],
   and ``jax.make_jaxpr``: nothing is compiled or computed), and the
   multiply-adds of every ``conv_general_dilated`` (output elements x kernel
   height x width x input channels / groups) and ``dot_general`` (batch x
-  free x contracted dims: dense layers, 1x1 convolutions and the patch-based
-  depthwise convolutions of :mod:`jaxdarts.ops`) are summed (see
+  free x contracted dims: dense layers, 1x1 convolutions) and of the CPU
+  depthwise primitive of :mod:`jaxdarts.depthwise` are summed (see
   :func:`jaxpr_macs`).
 
   Following the papers' convention, pooling, BatchNorm, activations,

@@ -66,19 +66,16 @@ def _virtual_weights(problem: BilevelProblem, params, alphas):
   return problem.virtual_step(params, problem.reduce(weight_grads))
 
 
-def _second_order(problem: BilevelProblem, params, alphas, mixed_term):
-  """Eq. 7 with ``mixed_term(v) ~ grad2_{a,w} L_train(w, a) . v``."""
-  w_virtual = _virtual_weights(problem, params, alphas)
+def _second_order(problem: BilevelProblem, params, alphas, weight_grads,
+                  mixed_term):
+  """Eq. 7 with ``mixed_term(v) ~ grad2_{a,w} L_train(w, a) . v``, the
+  virtual step taken with ``weight_grads = grad_w L_train(w, a)``."""
+  w_virtual = problem.virtual_step(params, problem.reduce(weight_grads))
   val, (v, alpha_grad) = _grad(problem.val_loss, (0, 1))(w_virtual, alphas)
   v, alpha_grad = problem.reduce((v, alpha_grad))
   mixed = problem.reduce(mixed_term(v))
   hypergrad = jax.tree.map(lambda g, m: g - problem.xi * m, alpha_grad, mixed)
   return hypergrad, val
-
-
-def _alpha_grad_at(problem: BilevelProblem, alphas):
-  """``w -> grad_a L_train(w, a)``."""
-  return lambda w: jax.grad(problem.train_loss, 1, has_aux=True)(w, alphas)[0]
 
 
 def first_order(problem: BilevelProblem, params, alphas):
@@ -90,8 +87,8 @@ def first_order(problem: BilevelProblem, params, alphas):
 def finite_difference(problem: BilevelProblem, params, alphas):
   """Eq. 8: the mixed term by central differences along ``v``."""
 
-
-  alpha_grad_at = _alpha_grad_at(problem, alphas)
+  def alpha_grad_at(w):
+    return jax.grad(problem.train_loss, 1, has_aux=True)(w, alphas)[0]
 
   def mixed_term(v):
     eps = 0.01 / optax.tree.norm(v)
@@ -99,19 +96,25 @@ def finite_difference(problem: BilevelProblem, params, alphas):
     minus = alpha_grad_at(jax.tree.map(lambda w, d: w - eps * d, params, v))
     return jax.tree.map(lambda p, m: (p - m) / (2 * eps), plus, minus)
 
-  return _second_order(problem, params, alphas, mixed_term)
+  _, weight_grads = _grad(problem.train_loss, 0)(params, alphas)
+  return _second_order(problem, params, alphas, weight_grads, mixed_term)
 
 
 def exact(problem: BilevelProblem, params, alphas):
-  """Eq. 7 with the mixed term by forward-over-reverse autodiff."""
+  """Eq. 7 with the mixed term by forward-over-reverse autodiff.
 
+  One linearisation of ``w -> grad_{w,a} L_train(w, a)`` at ``w`` yields the
+  weight gradient for the virtual step (its value) and the mixed term (its
+  JVP along ``v``), so the training loss's forward and backward passes run
+  once, not twice.
+  """
 
-  alpha_grad_at = _alpha_grad_at(problem, alphas)
+  def train_grads(w):
+    return jax.grad(problem.train_loss, (0, 1), has_aux=True)(w, alphas)[0]
 
-  def mixed_term(v):
-    return jax.jvp(alpha_grad_at, (params,), (v,))[1]
-
-  return _second_order(problem, params, alphas, mixed_term)
+  (weight_grads, _), jvp = jax.linearize(train_grads, params)
+  return _second_order(problem, params, alphas, weight_grads,
+                       lambda v: jvp(v)[1])
 
 
 def unrolled(problem: BilevelProblem, params, alphas):

@@ -16,20 +16,23 @@ Why specifications rather than one module per operation: XLA's compile time
 grows with the number of operations in the graph, and a supernet has many.
 :class:`EdgeOps` runs each block *layer* of all convolutional candidates
 together, stacked on an op axis (one batched 1x1 convolution and one
-BatchNorm per layer), and computes depthwise convolutions from strided
-patches (2k slices, then a multiply-reduce). On CPU that is both much faster
-than XLA's grouped convolution and much smaller to compile than k*k shifted
-copies. The same executor builds the single operations of the evaluation
-networks, so there is one implementation of every op.
+BatchNorm per layer), and the depthwise convolutions of candidates with the
+same kernel as one call of :func:`jaxdarts.depthwise.depthwise_conv` (whose
+implementation is chosen per backend). The same executor builds the single
+operations of the evaluation networks, so there is one implementation of
+every op.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxdarts.depthwise import depthwise_conv
 
 # PyTorch's default convolution init (kaiming uniform, a=sqrt(5)), so weights
 # start at the scale the reference implementation's do.
@@ -97,10 +100,11 @@ def batch_norm(train: bool, affine: bool, axis_name: str | None = None,
                       axis=axis, axis_name=axis_name, name=name)
 
 
-def pointwise(features: int, name: str | None = None) -> nn.Dense:
+def pointwise(features: int, name: str | None = None,
+              dtype=None) -> nn.Dense:
   """A 1x1 convolution without bias, as a matmul over channels."""
   return nn.Dense(features, use_bias=False, kernel_init=torch_conv_init,
-                  name=name)
+                  dtype=dtype, name=name)
 
 
 def patches(x: jax.Array, kernel_size: int, *, stride: int = 1,
@@ -126,25 +130,16 @@ def patches(x: jax.Array, kernel_size: int, *, stride: int = 1,
                                          s, axis=1) for a in range(k)], axis=3)
 
 
-def depthwise_conv(x: jax.Array, kernel: jax.Array, *, stride: int = 1,
-                   dilation: int = 1) -> jax.Array:
-  """Depthwise k x k convolution, 'same' padding: ``[N,H,W,C] -> [N,Ho,Wo,C]``.
-
-  ``y[n, i, j, c] = sum_{a, b} x_pad[n, s*i + d*a, s*j + d*b, c] k[a, b, c]``.
-  """
-  p = patches(x, kernel.shape[0], stride=stride, dilation=dilation)
-  return jnp.einsum('nhwabc,abc->nhwc', p, kernel.astype(x.dtype))
-
-
 def max_pool(x: jax.Array, stride: int) -> jax.Array:
   return patches(x, 3, stride=stride, pad_value=-jnp.inf).max(axis=(3, 4))
 
 
-def avg_pool(x: jax.Array, stride: int) -> jax.Array:
+def avg_pool(x: jax.Array, stride: int, impl: str | None = None) -> jax.Array:
   """3x3 average pooling, padding 1, not counting the padding."""
-  total = patches(x, 3, stride=stride).sum(axis=(3, 4))
-  ones = jnp.ones(x.shape[1:3], x.dtype)[None, :, :, None]
-  return total / patches(ones, 3, stride=stride).sum(axis=(3, 4))
+  box = functools.partial(depthwise_conv, stride=stride, impl=impl)
+  total = box(x, jnp.ones((3, 3) + x.shape[3:], x.dtype))
+  ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
+  return total / box(ones, jnp.ones((3, 3, 1), x.dtype))
 
 
 class ReLUConvBN(nn.Module):
@@ -155,7 +150,7 @@ class ReLUConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = pointwise(self.features)(nn.relu(x))
+    x = pointwise(self.features, dtype=x.dtype)(nn.relu(x))
     return batch_norm(train, self.affine, self.bn_axis_name)(x)
 
 
@@ -171,8 +166,8 @@ class FactorizedReduce(nn.Module):
       raise ValueError(f'FactorizedReduce needs an even channel count, got '
                        f'{self.features}.')
     x = nn.relu(x)
-    a = pointwise(self.features // 2)(x[:, ::2, ::2])
-    b = pointwise(self.features // 2)(x[:, 1::2, 1::2])
+    a = pointwise(self.features // 2, dtype=x.dtype)(x[:, ::2, ::2])
+    b = pointwise(self.features // 2, dtype=x.dtype)(x[:, 1::2, 1::2])
     x = jnp.concatenate([a, b], axis=-1)
     return batch_norm(train, self.affine, self.bn_axis_name)(x)
 
@@ -191,6 +186,8 @@ class EdgeOps(nn.Module):
     affine: BatchNorm has scale and bias (False in the supernet).
     pool_bn: follow pooling by a non-affine BatchNorm (the supernet does).
     bn_axis_name: average BatchNorm statistics over this mapped axis.
+    depthwise: depthwise convolution implementation (see
+      :func:`jaxdarts.depthwise.depthwise_conv`; None picks by backend).
   """
   primitives: tuple[str, ...]
   channels: int
@@ -199,6 +196,7 @@ class EdgeOps(nn.Module):
   affine: bool = False
   pool_bn: bool = False
   bn_axis_name: str | None = None
+  depthwise: str | None = None
 
   def _bn(self, x, name):
     return batch_norm(self.train, self.affine, self.bn_axis_name,
@@ -210,8 +208,9 @@ class EdgeOps(nn.Module):
     out = {}
     pools = [n for n, s in specs.items() if isinstance(s, Pool)]
     if pools:
-      y = jnp.stack([(max_pool if specs[n].kind == 'max' else avg_pool)(
-          x, self.stride) for n in pools], axis=-2)
+      y = jnp.stack([max_pool(x, self.stride) if specs[n].kind == 'max' else
+                     avg_pool(x, self.stride, self.depthwise) for n in pools],
+                    axis=-2)
       if self.pool_bn:
         y = self._bn(y, 'pool_bn')
       out.update({n: y[..., m, :] for m, n in enumerate(pools)})
@@ -226,26 +225,29 @@ class EdgeOps(nn.Module):
   def _convs(self, convs: dict[str, SepConv], x):
     """Block by block, all candidates at once: depthwise, 1x1, BatchNorm.
 
-    Candidates with the same dilation share one patch tensor; smaller
-    kernels are zero-padded to the largest, so each block is one
-    contraction per dilation, one stacked 1x1 convolution and one BN.
+    Candidates with the same kernel size and dilation stack their depthwise
+    kernels into one call; every block then has one stacked 1x1
+    convolution and one BatchNorm over all candidates.
     """
     outputs = {name: x for name in convs}
     for block in range(max((s.blocks for s in convs.values()), default=0)):
       names = [n for n, s in convs.items() if s.blocks > block]
       stride = self.stride if block == 0 else 1
-      shared = block == 0  # block 0 reads x itself; later blocks, their own
       dw, order = [], []
-      for dilation in sorted({convs[n].dilation for n in names}):
-        group = [n for n in names if convs[n].dilation == dilation]
-        size = max(convs[n].kernel_size for n in group)
-        kernels = jnp.stack([self._depthwise_kernel(n, block, size, convs[n])
-                             for n in group])
-        inputs = nn.relu(x if shared else jnp.stack(
-            [outputs[n] for n in group], axis=-2))
-        p = patches(inputs, size, stride=stride, dilation=dilation)
-        spec = 'nhwabc,mabc->nhwmc' if shared else 'nhwabmc,mabc->nhwmc'
-        dw.append(jnp.einsum(spec, p, kernels.astype(p.dtype)))
+      for shape in sorted({(convs[n].kernel_size, convs[n].dilation)
+                           for n in names}):
+        group = [n for n in names if (convs[n].kernel_size,
+                                      convs[n].dilation) == shape]
+        kernels = jnp.stack([
+            self.param(f'{n}_depthwise_{block}', depthwise_init,
+                       (shape[0], shape[0], self.channels)) for n in group],
+                            axis=-2)
+        if block == 0:  # every candidate reads x itself
+          inputs = x[..., None, :]
+        else:
+          inputs = jnp.stack([outputs[n] for n in group], axis=-2)
+        dw.append(depthwise_conv(nn.relu(inputs), kernels, stride=stride,
+                                 dilation=shape[1], impl=self.depthwise))
         order += group
       y = jnp.concatenate(dw, axis=-2)
       kernel = self.param(f'pointwise_{block}', stacked_pointwise_init,
@@ -254,10 +256,3 @@ class EdgeOps(nn.Module):
       y = self._bn(y, f'bn_{block}')
       outputs.update({n: y[..., m, :] for m, n in enumerate(order)})
     return outputs
-
-  def _depthwise_kernel(self, name, block, size, spec: SepConv):
-    k = spec.kernel_size
-    kernel = self.param(f'{name}_depthwise_{block}', depthwise_init,
-                        (k, k, self.channels))
-    pad = (size - k) // 2
-    return jnp.pad(kernel, ((pad, pad), (pad, pad), (0, 0)))

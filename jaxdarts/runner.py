@@ -141,6 +141,7 @@ def _model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
       'model.layers': config.model.layers,
       'model.num_nodes': config.model.num_nodes,
       'model.primitives': list(config.model.primitives),
+      'model.scan_cells': config.model.scan_cells,  # Stacks cells' weights.
       'search.batch_size': config.search.batch_size,
       'search.epochs': config.search.epochs,
       'search.seed': config.search.seed,
@@ -201,9 +202,12 @@ def _initial_state(config: ml_collections.ConfigDict, halves: _Data,
                    num_steps: int) -> SearchState:
   """A freshly initialised state (also the target a checkpoint restores to)."""
   space = SearchSpace(tuple(config.model.primitives), config.model.num_nodes)
-  model = SearchNetwork(halves.weights_half.num_classes,
-                        channels=config.model.channels,
-                        layers=config.model.layers, space=space)
+  model = SearchNetwork(
+      halves.weights_half.num_classes, channels=config.model.channels,
+      layers=config.model.layers, space=space,
+      scan_cells=config.model.scan_cells, remat_cells=config.model.remat_cells,
+      compute_dtype=jnp.dtype(config.model.compute_dtype),
+      depthwise=config.model.depthwise or None)
   fields = ((k, tuple(v) if isinstance(v, (list, tuple)) else v)
             for k, v in config.optimizer.items())  # Hashable, for the cache.
   weight_tx, weight_lr, arch_tx = _optimizers(num_steps, tuple(sorted(fields)))

@@ -19,7 +19,7 @@ compilation small without changing the mathematics.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -41,12 +41,14 @@ class MixedOp(nn.Module):
   stride: int
   train: bool
   bn_axis_name: str | None = None
+  depthwise: str | None = None
 
   @nn.compact
   def __call__(self, x, weights):
     outs = ops.EdgeOps(self.primitives, self.channels, self.stride, self.train,
                        affine=False, pool_bn=True,
-                       bn_axis_name=self.bn_axis_name, name='ops')(x)
+                       bn_axis_name=self.bn_axis_name,
+                       depthwise=self.depthwise, name='ops')(x)
     # 'none' has no output: it contributes w_none * 0.
     return sum(weights[k].astype(outs[name].dtype) * outs[name]
                for k, name in enumerate(self.primitives) if name in outs)
@@ -68,6 +70,7 @@ class SearchCell(nn.Module):
   reduction: bool
   reduction_prev: bool
   bn_axis_name: str | None = None
+  depthwise: str | None = None
 
   @nn.compact
   def __call__(self, s0, s1, weights, train: bool):
@@ -109,7 +112,18 @@ class SearchCell(nn.Module):
     if len(shape) == 2:
       module = vmap(module, in_axes=(0, 0), axis_size=shape[0])
     return module(self.space.primitives, channels, stride, train, bn_axis_name,
-                  name=name)
+                  self.depthwise, name=name)
+
+
+class _ScanBody(nn.Module):
+  """One step of a scan over identical cells: ``(s0, s1) -> (s1, cell)``."""
+  cell: Callable[..., nn.Module]
+  train: bool
+
+  @nn.compact
+  def __call__(self, carry, weights):
+    s0, s1 = carry
+    return (s1, self.cell(name='cell')(s0, s1, weights, self.train)), None
 
 
 class SearchNetwork(nn.Module):
@@ -126,6 +140,18 @@ class SearchNetwork(nn.Module):
     stem_multiplier: stem channels / C (3 in the paper).
     mixing: maps one cell type's alphas ``[E, K]`` to mixing weights.
     bn_axis_name: average BatchNorm statistics over this mapped axis.
+    scan_cells: run each stretch of identical normal cells (same input and
+      output shapes: all but the first two cells of a stage) as one
+      ``nn.scan``, so XLA compiles one cell per stretch and compile time
+      stays flat as ``layers`` grows. Their weights are stacked under
+      ``cells_{first}_to_{last}``. Same mathematics either way.
+    remat_cells: recompute each cell's activations in the backward pass
+      (``nn.remat``) instead of keeping them: less memory, more compute.
+    depthwise: depthwise convolution implementation, None for the
+      backend's faster one (see :mod:`jaxdarts.depthwise`).
+    compute_dtype: dtype of the cells' activations and convolutions, e.g.
+      ``jnp.bfloat16`` for mixed precision. Weights, alphas, BatchNorm
+      statistics, the stem, the classifier and the loss stay float32.
   """
   num_classes: int
   channels: int = 16
@@ -134,6 +160,10 @@ class SearchNetwork(nn.Module):
   stem_multiplier: int = 3
   mixing: Callable[[jax.Array], jax.Array] = softmax_mixing
   bn_axis_name: str | None = None
+  scan_cells: bool = True
+  remat_cells: bool = False
+  depthwise: str | None = None
+  compute_dtype: Any = jnp.float32
 
   def init_alphas(self, rng: jax.Array, scale: float = 1e-3):
     return self.space.init_alphas(rng, scale)
@@ -151,6 +181,28 @@ class SearchNetwork(nn.Module):
             f'space ({self.space.num_nodes} nodes, {self.space.num_ops} '
             f'primitives) needs {expected}.')
 
+  def cell_runs(self) -> list[tuple[int, ...]]:
+    """The cells in order, grouped into the stretches that are scanned.
+
+    Consecutive normal cells whose inputs both have the cell's output shape
+    (``num_nodes * C`` channels, same resolution) are one stretch: all but
+    the first two cells of a stage, or of the first stage all cells when
+    the stem has ``num_nodes * C`` channels too.
+    """
+    reductions = reduction_cells(self.layers)
+    n = self.space.num_nodes
+    runs, last = [], None
+    c_prev_prev = c_prev = self.stem_multiplier * self.channels
+    for i in range(self.layers):
+      c = self.channels * 2**sum(r <= i for r in reductions)
+      shape = (c_prev_prev, c_prev, c, i in reductions, i - 1 in reductions)
+      if (self.scan_cells and shape == last == (n * c, n * c, c, False, False)):
+        runs[-1] += (i,)
+      else:
+        runs.append((i,))
+      last, c_prev_prev, c_prev = shape, c_prev, n * c
+    return runs
+
   @nn.compact
   def __call__(self, images, alphas, train: bool):
     self.check_alphas(alphas)
@@ -161,17 +213,26 @@ class SearchNetwork(nn.Module):
                 name='stem_conv')(images)
     x = ops.batch_norm(train, True, bn, name='stem_bn')(x)
 
-    s0 = s1 = x
-    channels, reduction_prev = self.channels, False
+    s0 = s1 = x.astype(self.compute_dtype)
     reductions = reduction_cells(self.layers)
-    for i in range(self.layers):
-      reduction = i in reductions
-      channels *= 2 if reduction else 1
-      cell = SearchCell(self.space, channels, reduction, reduction_prev, bn,
-                        name=f'cell_{i}')
-      s0, s1 = s1, cell(s0, s1, weights['reduce' if reduction else 'normal'],
-                        train)
-      reduction_prev = reduction
-    x = jnp.mean(s1, axis=(1, 2))
+    cell_type = SearchCell
+    if self.remat_cells:
+      cell_type = nn.remat(SearchCell, static_argnums=(4,))
+    for run in self.cell_runs():
+      reduction, reduction_prev = run[0] in reductions, run[0] - 1 in reductions
+      cell = functools.partial(
+          cell_type, self.space, self.channels * 2**sum(
+              r <= run[0] for r in reductions), reduction, reduction_prev, bn,
+          self.depthwise)
+      kind = 'reduce' if reduction else 'normal'
+      if len(run) == 1:
+        s0, s1 = s1, cell(name=f'cell_{run[0]}')(s0, s1, weights[kind], train)
+      else:
+        scan = nn.scan(_ScanBody, variable_axes={'params': 0, 'batch_stats': 0},
+                       split_rngs={'params': True}, in_axes=nn.broadcast,
+                       length=len(run))
+        (s0, s1), _ = scan(cell, train, name=f'cells_{run[0]}_to_{run[-1]}')(
+            (s0, s1), weights[kind])
+    x = jnp.mean(s1.astype(jnp.float32), axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops.torch_conv_init,
                     name='classifier')(x)

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxdarts
@@ -90,21 +91,6 @@ def test_unknown_op_is_refused():
 
 
 @pytest.mark.parametrize('stride', [1, 2])
-@pytest.mark.parametrize('kernel,dilation', [(3, 1), (5, 1), (3, 2), (5, 2)])
-def test_depthwise_conv_matches_lax_grouped_convolution(kernel, dilation,
-                                                        stride):
-  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
-  k = jax.random.normal(jax.random.key(1), (kernel, kernel, 3))
-  pad = dilation * (kernel - 1) // 2
-  expected = jax.lax.conv_general_dilated(
-      x, k[:, :, None, :], (stride, stride), [(pad, pad)] * 2,
-      rhs_dilation=(dilation, dilation),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=3)
-  got = ops.depthwise_conv(x, k, stride=stride, dilation=dilation)
-  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize('stride', [1, 2])
 def test_pools_match_reference_semantics(stride):
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
   pads = ((1, 1), (1, 1))
@@ -147,8 +133,8 @@ def test_edge_ops_equal_a_plain_relu_conv_bn_composition(stride):
     mean, var = y.mean((0, 1, 2)), y.var((0, 1, 2))
     return (y - mean) / jnp.sqrt(var + 1e-5)
 
-  # Stacked 1x1 kernels follow the executor's order: by dilation, then name.
-  order0 = ['sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5']
+  # Stacked 1x1 kernels follow the executor's order: by (kernel, dilation).
+  order0 = ['sep_conv_3x3', 'dil_conv_3x3', 'sep_conv_5x5', 'dil_conv_5x5']
   order1 = ['sep_conv_3x3', 'sep_conv_5x5']
 
   def block(y, name, b, s, d, order):
@@ -163,3 +149,87 @@ def test_edge_ops_equal_a_plain_relu_conv_bn_composition(stride):
     expected = block(block(x, name, 0, stride, 1, order0), name, 1, 1, 1,
                      order1)
     np.testing.assert_allclose(outs[name], expected, rtol=1e-4, atol=1e-4)
+
+
+def stack_cells(params, runs):
+  """The scanned network's weights from the unscanned network's."""
+  stacked = {k: v for k, v in params.items() if not k.startswith('cell_')}
+  for run in runs:
+    if len(run) == 1:
+      stacked[f'cell_{run[0]}'] = params[f'cell_{run[0]}']
+    else:
+      cells = [params[f'cell_{i}'] for i in run]
+      stacked[f'cells_{run[0]}_to_{run[-1]}'] = {
+          'cell': jax.tree.map(lambda *a: jnp.stack(a), *cells)}
+  return stacked
+
+
+def test_scanned_and_rematerialised_cells_compute_the_same_network():
+  # 6 cells and a stem of num_nodes * C channels: cells 0 and 1 are a run.
+  space = jaxdarts.SearchSpace(('none', 'skip_connect', 'sep_conv_3x3'), 2)
+  kwargs = dict(channels=4, layers=6, space=space, stem_multiplier=2)
+  plain = jaxdarts.SearchNetwork(4, scan_cells=False, **kwargs)
+  # Both transformations at once: each alone is the special case.
+  variants = [jaxdarts.SearchNetwork(4, remat_cells=True, **kwargs)]
+  runs = variants[0].cell_runs()
+  assert runs[0] == (0, 1) and all(len(r) == 1 for r in runs[1:])
+  batch = random_batch(0, batch=4)
+  alphas = plain.init_alphas(jax.random.key(1), scale=1.0)
+  variables = plain.init(jax.random.key(0), batch['image'], alphas,
+                         train=False)
+
+  def loss_and_grads(model, variables):
+    def loss(params, alphas):
+      logits, updates = model.apply(
+          {'params': params, 'batch_stats': variables['batch_stats']},
+          batch['image'], alphas, train=True, mutable=['batch_stats'])
+      xent = optax.softmax_cross_entropy_with_integer_labels(
+          logits, batch['label']).mean()
+      return xent, updates['batch_stats']
+    return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
+        variables['params'], alphas)
+
+  (loss, stats), (grads, alpha_grads) = loss_and_grads(plain, variables)
+  for model in variants:
+    convert = ((lambda t: stack_cells(t, runs)) if model.scan_cells
+               else (lambda t: t))
+    (got_loss, got_stats), (got_grads, got_alpha_grads) = loss_and_grads(
+        model, {k: convert(v) for k, v in variables.items()})
+    np.testing.assert_allclose(got_loss, loss, rtol=1e-6)
+    for got, expected in [(got_stats, convert(stats)),
+                          (got_grads, convert(grads)),
+                          (got_alpha_grads, alpha_grads)]:
+      jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5,
+                                     atol=1e-6), got, expected)
+
+
+
+def test_bfloat16_compute_stays_close_to_float32():
+  batch = random_batch(0)
+  models = {dtype: jaxdarts.SearchNetwork(4, channels=4, layers=3,
+                                          space=TINY_SPACE, compute_dtype=dtype)
+            for dtype in (jnp.float32, jnp.bfloat16)}
+  alphas = TINY_SPACE.init_alphas(jax.random.key(1), scale=1.0)
+  variables = models[jnp.float32].init(jax.random.key(0), batch['image'],
+                                       alphas, train=False)
+
+  def loss(model, params, alphas):
+    logits, _ = model.apply({**variables, 'params': params}, batch['image'],
+                            alphas, train=True, mutable=['batch_stats'])
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['label']).mean()
+
+  results = {}
+  for dtype, model in models.items():
+    fn = functools.partial(loss, model)
+    program = str(jax.make_jaxpr(fn)(variables['params'], alphas))
+    assert ('bf16[8,8,8,4]' in program) == (dtype == jnp.bfloat16)
+    results[dtype] = jax.jit(jax.value_and_grad(fn, (0, 1)))(
+        variables['params'], alphas)
+  (l32, g32), (l16, g16) = results[jnp.float32], results[jnp.bfloat16]
+  assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g16))
+  np.testing.assert_allclose(l16, l32, rtol=2e-2)
+  flat32, flat16 = (jnp.concatenate([g.ravel() for g in jax.tree.leaves(g)])
+                    for g in (g32, g16))
+  cosine = flat16 @ flat32 / jnp.linalg.norm(flat16) / jnp.linalg.norm(flat32)
+  assert cosine > 0.95
