@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 import jaxdarts
 from jaxdarts import parallel, runner, train_runner
-from tiny import MicroSupernet, random_batch
+from tiny import MicroNetwork, MicroSupernet, random_batch
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 TOLERANCE = 1e-5
@@ -121,14 +121,9 @@ def check_search_step(method: str) -> None:
 
 def check_train_step() -> None:
   """One pmapped and one mesh retraining step equal the single-device one."""
-  genotype = jaxdarts.Genotype(
-      normal=[('skip_connect', 0), ('max_pool_3x3', 1)], normal_concat=[2],
-      reduce=[('max_pool_3x3', 0), ('skip_connect', 1)], reduce_concat=[2])
-  model = jaxdarts.NetworkCIFAR(genotype, channels=4, layers=3,
-                                num_classes=4, auxiliary=False)
   batch = random_batch(3, batch=8)
   state = jaxdarts.train.create_train_state(
-      jax.random.key(0), model, batch['image'], num_steps=10)
+      jax.random.key(0), MicroNetwork(), batch['image'], num_steps=10)
   want, want_metrics = jaxdarts.train.train_step(_copy(state), batch)
   fields = ('params', 'batch_stats', 'opt_state')
 

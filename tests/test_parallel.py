@@ -3,9 +3,10 @@
 The checks that need several devices run in subprocesses with fake CPU
 devices (``tests/multidevice.py``), so this session keeps its one device:
 one process with 4 devices compares the pmapped and mesh steps with the
-single-device steps and runs a reference search; two processes with 2
-devices each, joined by ``jax.distributed`` on loopback (gloo collectives),
-run the same search. This process resumes that search on 1 device.
+single-device steps and runs a reference search, while two processes with
+2 devices each, joined by ``jax.distributed`` on loopback (gloo
+collectives), run the same search. This process then resumes the 4-device
+search on 1 device.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -39,20 +42,53 @@ def device_env(count: int) -> dict[str, str]:
   return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': flags}
 
 
-def output_tail(text: str) -> str:
-  return text[-4000:]
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+class Runs(NamedTuple):
+  """What the subprocesses left: the 4-device checks' report, their output
+  directory (``search/`` is the reference search) and the workdir of the
+  two-process search."""
+  report: dict[str, str]
+  out: Path
+  two_processes: Path
 
 
 @pytest.fixture(scope='module')
-def four_devices(tmp_path_factory) -> tuple[dict[str, str], Path]:
-  """The 4-device checks' report and the directory of their outputs."""
+def runs(tmp_path_factory) -> Runs:
+  """Runs the 4-device checks and the two-process search side by side.
+
+  Each process compiles on about one core, so on a small machine the two
+  runs take little more than the longer one.
+  """
   out = tmp_path_factory.mktemp('four_devices')
-  run = subprocess.run([sys.executable, str(SCRIPT), 'checks', str(out)],
-                       env=device_env(4), capture_output=True, text=True,
-                       timeout=TIMEOUT, check=False)
-  if run.returncode or not (out / 'report.json').exists():
-    pytest.fail(f'the 4-device checks crashed:\n{output_tail(run.stderr)}')
-  return json.loads((out / 'report.json').read_text()), out
+  two = tmp_path_factory.mktemp('two_processes') / 'search'
+  address = f'localhost:{free_port()}'
+  commands = [(['checks', str(out)], 4)] + [
+      (['search', str(two), f'--coordinator_address={address}',
+        '--num_processes=2', f'--process_id={i}'], 2) for i in range(2)]
+  logs = [out / f'log{i}.txt' for i in range(len(commands))]
+  processes = []
+  try:
+    for (args, devices), log in zip(commands, logs):
+      with open(log, 'w') as f:
+        processes.append(subprocess.Popen(
+            [sys.executable, str(SCRIPT), *args], env=device_env(devices),
+            stdout=f, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + TIMEOUT
+    for process in processes:
+      process.wait(timeout=max(1, deadline - time.monotonic()))
+  finally:
+    for process in processes:
+      process.kill()
+  names = ['the 4-device checks', 'process 0', 'process 1']
+  for name, process, log in zip(names, processes, logs):
+    if process.returncode:
+      pytest.fail(f'{name} failed:\n{log.read_text()[-4000:]}')
+  return Runs(json.loads((out / 'report.json').read_text()), out, two)
 
 
 def assert_check(report: dict[str, str], name: str) -> None:
@@ -74,24 +110,23 @@ def assert_same_leaves(path: Path, expected_path: Path) -> None:
 
 
 @pytest.mark.parametrize('method', multidevice.METHODS)
-def test_pmap_and_mesh_search_steps_equal_one_device(four_devices, method):
-  assert_check(four_devices[0], f'search_step/{method}')
+def test_pmap_and_mesh_search_steps_equal_one_device(runs, method):
+  assert_check(runs.report, f'search_step/{method}')
 
 
-def test_pmap_and_mesh_train_steps_equal_one_device(four_devices):
-  assert_check(four_devices[0], 'train_step')
+def test_pmap_and_mesh_train_steps_equal_one_device(runs):
+  assert_check(runs.report, 'train_step')
 
 
-def test_runs_refuse_an_indivisible_batch_before_compiling(four_devices):
-  assert_check(four_devices[0], 'refused')
+def test_runs_refuse_an_indivisible_batch_before_compiling(runs):
+  assert_check(runs.report, 'refused')
 
 
-def test_checkpoint_of_4_devices_resumes_on_1(four_devices, tmp_path):
+def test_checkpoint_of_4_devices_resumes_on_1(runs, tmp_path):
   """Saved on 4 devices, stopped, continued on 1: as if never stopped."""
-  report, out = four_devices
-  assert_check(report, 'search')
+  assert_check(runs.report, 'search')
   workdir = tmp_path / 'resumed'
-  shutil.copytree(out / 'search', workdir)
+  shutil.copytree(runs.out / 'search', workdir)
   steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                  if p.name.isdigit())
   for step in steps[1:]:  # Resume from the first checkpoint.
@@ -100,44 +135,19 @@ def test_checkpoint_of_4_devices_resumes_on_1(four_devices, tmp_path):
   assert result.finished and int(result.state.step) == steps[-1] > steps[0]
   assert result.state.step.sharding.num_devices == 1
   assert_same_leaves(workdir / 'final_state.npz',
-                     out / 'search' / 'final_state.npz')
+                     runs.out / 'search' / 'final_state.npz')
 
 
 # --- 2 processes, 2 devices each -------------------------------------------
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
-def test_two_processes_equal_one_process_with_4_devices(four_devices,
-                                                        tmp_path):
+def test_two_processes_equal_one_process_with_4_devices(runs):
   """Same final state; each process read half of every batch; process 0
   alone wrote the outputs; orbax saved the global state."""
-  report, out = four_devices
-  assert_check(report, 'search')
-  workdir = tmp_path / 'search'
-  address = f'localhost:{free_port()}'
-  processes = [
-      subprocess.Popen(
-          [sys.executable, str(SCRIPT), 'search', str(workdir),
-           f'--coordinator_address={address}', '--num_processes=2',
-           f'--process_id={i}'], env=device_env(2), stdout=subprocess.PIPE,
-          stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  outputs = []
-  try:
-    for process in processes:
-      outputs.append(process.communicate(timeout=TIMEOUT)[0])
-  finally:
-    for process in processes:
-      process.kill()
-  for i, (process, output) in enumerate(zip(processes, outputs)):
-    assert process.returncode == 0, (
-        f'process {i} failed:\n{output_tail(output)}')
+  assert_check(runs.report, 'search')
+  workdir = runs.two_processes
   assert_same_leaves(workdir / 'final_state.npz',
-                     out / 'search' / 'final_state.npz')
+                     runs.out / 'search' / 'final_state.npz')
   lines = [json.loads(line) for line in
            (workdir / 'metrics.jsonl').read_text().splitlines()]
   keys = [(r['step'], 'supernet_val_loss' in r) for r in lines]

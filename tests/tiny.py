@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxdarts
+from jaxdarts import networks
 
 TINY_SPACE = jaxdarts.SearchSpace(
     ('none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3'), num_nodes=2)
@@ -39,6 +40,28 @@ class MicroSupernet(nn.Module):
                        axis_name=self.bn_axis_name)(y)
       x = weights[0, 0] * y + weights[1, 1] * x
     return nn.Dense(self.num_classes)(x.mean((1, 2)))
+
+
+class MicroNetwork(nn.Module):
+  """A stand-in with `NetworkCIFAR`'s interface that compiles in a second.
+
+  A BatchNorm'd convolution with drop path, and logits and auxiliary logits
+  from its pooled features: enough for the retraining step's mathematics.
+  """
+  num_classes: int = 4
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, images, train: bool, drop_path_rate=0.):
+    x = nn.Conv(3, (3, 3), use_bias=False)(images)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     axis_name=self.bn_axis_name)(x)
+    if train:
+      x = networks.drop_path(x, drop_path_rate, self.make_rng('dropout'))
+    features = nn.relu(x).mean((1, 2))
+    logits = nn.Dense(self.num_classes)(features)
+    aux_logits = nn.Dense(self.num_classes)(features)
+    return (logits, aux_logits) if train else logits
 
 
 def random_batch(seed, batch=8, size=8, num_classes=4, dtype=jnp.float32):
