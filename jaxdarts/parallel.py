@@ -125,6 +125,11 @@ def devices(num_devices: int | None = None) -> list[jax.Device]:
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
   """A one-axis (:data:`AXIS`) mesh of :func:`devices`.
 
+  ``jax.make_mesh`` may order the devices for the interconnect (a ring on
+  TPUs); the rows of a global batch then reach the devices in that order,
+  which changes nothing but float rounding: losses and BatchNorm statistics
+  are means over the whole batch.
+
   Args:
     num_devices: devices per process; None: all of them.
   """
