@@ -19,6 +19,8 @@ from ml_collections import config_flags
 
 from jaxdarts import train_runner
 
+import multihost
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     'config', None, 'A train config: experiments/configs/train.py:PRESET.',
@@ -33,6 +35,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  multihost.initialize()  # Before anything else runs on a device.
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
   std_logging.getLogger('jaxdarts').setLevel(std_logging.INFO)

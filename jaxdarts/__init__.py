@@ -13,6 +13,8 @@ Where things are:
 * evaluation networks from a genotype: :mod:`jaxdarts.networks`, their
   retraining steps: :mod:`jaxdarts.train`, parameter and multiply-add
   counts: :mod:`jaxdarts.counting`;
+* data parallelism over devices and hosts (pmap, mesh, multi-host
+  set-up): :mod:`jaxdarts.parallel`;
 * the search and retraining loops: :mod:`jaxdarts.runner` (``run_search``)
   and :mod:`jaxdarts.train_runner` (``run_train``); a run's HTML report:
   :mod:`jaxdarts.report`.
@@ -22,6 +24,7 @@ from jaxdarts import counting
 from jaxdarts import genotypes
 from jaxdarts import hypergradient
 from jaxdarts import networks
+from jaxdarts import parallel
 from jaxdarts import train
 from jaxdarts.counting import count_flops, count_params
 from jaxdarts.genotype import Genotype, derive_genotype

@@ -28,12 +28,21 @@ command ends with the same alphas, weights and genotype as an uninterrupted
 run (on the same machine, with the same software versions). SIGTERM saves a checkpoint and returns; a non-finite loss stops the run
 with `FloatingPointError` without saving the bad state. Running the command
 again on a finished workdir only reports the result.
+
+Devices: the step runs on every local device (``config.num_devices``
+limits them), on a mesh of the devices of every process when the run is
+multi-process (`jaxdarts.parallel.initialize`); each process reads its own
+rows of every global batch, only process 0 writes files, and every process
+takes part in the checkpoints, which hold the global state and restore on
+any number of devices. A global batch that does not split evenly over the
+devices is refused before anything compiles.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import math
@@ -50,12 +59,13 @@ import ml_collections
 import numpy as np
 
 from jaxdarts import data as data_lib
+from jaxdarts import parallel
 from jaxdarts import visualize
 from jaxdarts.checkpoint import Checkpointer, PreemptionGuard
 from jaxdarts.genotype import Genotype
 from jaxdarts.search import (SearchState, create_search_state,
                              default_arch_optimizer, default_weight_optimizer,
-                             eval_step, search_step)
+                             eval_step)
 from jaxdarts.space import CELL_TYPES, SearchSpace
 from jaxdarts.supernet import SearchNetwork
 
@@ -105,6 +115,7 @@ def run_search(config: ml_collections.ConfigDict,
       holds a checkpoint of a run with another model or data config.
   """
   _check_intervals(config)
+  mesh = _mesh(config, config.search.batch_size, 'config.search.batch_size')
   workdir = Path(workdir).expanduser()
   _enable_compilation_cache(config.compilation_cache_dir)
   halves = _load_halves(config)
@@ -113,7 +124,7 @@ def run_search(config: ml_collections.ConfigDict,
   initial = functools.partial(_initial_state, config, halves, num_steps)
   with Checkpointer(workdir / 'checkpoints', keep=config.keep_checkpoints,
                     model_config=_model_config(config)) as ckpt:
-    state, position = _restore(ckpt, initial)
+    state, position = _restore(ckpt, initial, mesh)
     if position.epoch >= config.search.epochs:
       logger.info('The search in %s already finished (step %d); its genotype '
                   'is in %s', workdir, int(state.step),
@@ -123,7 +134,8 @@ def run_search(config: ml_collections.ConfigDict,
       workdir.mkdir(parents=True, exist_ok=True)
       (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n')
       _trim_metrics(workdir / 'metrics.jsonl', int(state.step))
-    with _SearchLoop(config, workdir, ckpt, halves, steps_per_epoch) as loop:
+    with _SearchLoop(config, workdir, ckpt, halves, steps_per_epoch,
+                     mesh) as loop:
       state, finished = loop.run(state, position)
   return SearchResult(state, state.genotype(), finished)
 
@@ -155,6 +167,17 @@ def _model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def _is_writer() -> bool:
   """Whether this process writes files (process 0 of a multi-host run)."""
   return jax.process_index() == 0
+
+
+def _mesh(config: ml_collections.ConfigDict, batch_size: int,
+          name: str) -> jax.sharding.Mesh:
+  """The devices of the run; refuses a batch they do not split evenly."""
+  mesh = parallel.make_mesh(config.get('num_devices'))
+  parallel.check_batch_size(batch_size, mesh.size, name)
+  logger.info('Running on %d %s device%s (%d process%s)', mesh.size,
+              jax.default_backend(), 's' if mesh.size > 1 else '',
+              jax.process_count(), 'es' if jax.process_count() > 1 else '')
+  return mesh
 
 
 def _check_intervals(config: ml_collections.ConfigDict) -> None:
@@ -195,7 +218,8 @@ def _batches(config: ml_collections.ConfigDict, halves: _Data,
              ) -> data_lib.SearchBatches:
   return data_lib.SearchBatches(
       halves.weights_half, halves.alphas_half, config.search.batch_size,
-      seed=config.search.seed, augment=config.data.augment, start=start)
+      seed=config.search.seed, augment=config.data.augment, start=start,
+      shard_index=jax.process_index(), shard_count=jax.process_count())
 
 
 def _initial_state(config: ml_collections.ConfigDict, halves: _Data,
@@ -237,22 +261,24 @@ def _optimizers(num_steps: int, fields: tuple[tuple[str, Any], ...]):
   return weight_tx, weight_lr, arch_tx
 
 
-def _restore(ckpt: Checkpointer, initial: Callable[[], SearchState]
-             ) -> tuple[SearchState, data_lib.Position]:
+def _restore(ckpt: Checkpointer, initial: Callable[[], Any],
+             mesh: jax.sharding.Mesh) -> tuple[Any, data_lib.Position]:
   """The newest readable checkpoint's state and data position, or a start.
 
   The checkpoint is restored into the abstract shapes of ``initial()``, so a
-  resumed run never compiles the initialisation. Fresh or restored, the
-  state's arrays are committed to the same device: the step then lowers to
-  the same program, which a resumed run finds in the compilation cache.
+  resumed run never compiles the initialisation, and replicated on ``mesh``
+  whatever the number of devices it was saved from. Fresh or restored, the
+  state has the same sharding: the step then lowers to the same program,
+  which a resumed run finds in the compilation cache.
   """
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
       jax.eval_shape(initial))
   restored = ckpt.restore_latest(target)
   if restored is None:
-    return jax.device_put(initial(), sharding), data_lib.Position()
+    fresh = jax.jit(initial, out_shardings=sharding)()  # On every device.
+    return fresh, data_lib.Position()
   state, extra, step = restored
   position = data_lib.Position.from_dict(extra['position'])
   logger.info('Resuming from the checkpoint of step %d (epoch %d, batch %d)',
@@ -342,11 +368,13 @@ class _SearchLoop(_Loop):
   """The epochs of one `run_search` call, with its outputs and timers."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: Path,
-               ckpt: Checkpointer, halves: _Data, steps_per_epoch: int):
+               ckpt: Checkpointer, halves: _Data, steps_per_epoch: int,
+               mesh: jax.sharding.Mesh):
     self.config = config
     self.workdir = workdir
     self.ckpt = ckpt
     self.halves = halves
+    self.mesh = mesh
     self.steps_per_epoch = steps_per_epoch
     self.num_steps = config.search.epochs * steps_per_epoch
     self.pending: list[tuple[int, Metrics]] = []  # Since the last log line.
@@ -367,9 +395,12 @@ class _SearchLoop(_Loop):
     first_step = int(state.step) + 1
     previous = _epoch_genotype(self.workdir, position.epoch - 1)
     with _preemption_guard() as guard, data_lib.prefetch(
-        _batches(self.config, self.halves, position)) as batches:
+        _batches(self.config, self.halves, position),
+        transform=functools.partial(parallel.mesh_shard,
+                                    mesh=self.mesh)) as batches:
       for train_batch, val_batch in batches:
-        state, metrics = search_step(state, train_batch, val_batch)
+        state, metrics = parallel.mesh_search_step(
+            state, train_batch, val_batch, mesh=self.mesh)
         position = batches.position
         step = position.global_step(self.steps_per_epoch)
         self.pending.append((step, metrics))
@@ -426,7 +457,8 @@ class _SearchLoop(_Loop):
     """Evaluates the supernet and writes the epoch's outputs."""
     self._check_finite(state)
     loss, accuracy = _evaluate_supernet(state, self.halves.alphas_half,
-                                        self.config.search.batch_size)
+                                        self.config.search.batch_size,
+                                        self.mesh)
     genotype = state.genotype()
     step = int(state.step)
     self._record(step, epoch, {'supernet_val_loss': loss,
@@ -477,17 +509,22 @@ def _hms(seconds: float) -> str:
 
 
 def _evaluate_supernet(state: SearchState, dataset: data_lib.Dataset,
-                       batch_size: int) -> tuple[float, float]:
+                       batch_size: int, mesh: jax.sharding.Mesh
+                       ) -> tuple[float, float]:
   """Supernet loss and accuracy on ``dataset`` with running BN statistics.
 
   Uses the full batches only (the remainder, fewer than ``batch_size``
   examples, is skipped), so the evaluation compiles once, at the search's
-  batch shape.
+  batch shape. Each process reads its rows of every batch, which is split
+  over the mesh.
   """
+  batches = data_lib.eval_batches(dataset, batch_size,
+                                  shard_index=jax.process_index(),
+                                  shard_count=jax.process_count())
   sums = jax.device_get([
-      eval_step(state, batch)
-      for batch in data_lib.eval_batches(dataset, batch_size)
-      if batch['label'].shape[0] == batch_size])
+      eval_step(state, parallel.mesh_shard(batch, mesh))
+      for batch in itertools.islice(batches,
+                                    dataset.num_examples // batch_size)])
   count = sum(int(s['count']) for s in sums)
   return (sum(float(s['loss_sum']) for s in sums) / count,
           sum(int(s['correct']) for s in sums) / count)
@@ -516,8 +553,9 @@ def _write_epoch_outputs(workdir: Path, epoch: int, state: SearchState,
     (workdir / directory).mkdir(exist_ok=True)
   genotype.save(workdir / 'genotypes' / f'{name}.json')
   (workdir / 'genotypes' / f'{name}.txt').write_text(f'{genotype}\n')
-  weights = {cell: np.asarray(jax.nn.softmax(state.alphas[cell], axis=-1))
-             for cell in CELL_TYPES}
+  # On the host: only process 0 gets here, so nothing may run on the mesh.
+  weights = {cell: np.asarray(jax.nn.softmax(
+      jax.device_get(state.alphas[cell]), axis=-1)) for cell in CELL_TYPES}
   np.savez(workdir / 'alphas' / f'{name}.npz', **weights,
            primitives=np.asarray(state.model.space.primitives, dtype=str))
 

@@ -158,6 +158,28 @@ def op_entropy(alphas) -> jax.Array:
   return jnp.mean(jnp.concatenate(ent))
 
 
+def with_bn_axis(model: nn.Module, axis_name: str | None) -> nn.Module:
+  """``model`` with its BatchNorm statistics averaged over ``axis_name``.
+
+  The steps bind the model's ``bn_axis_name`` to their own ``axis_name``, so
+  one state runs on one device (None: per-batch statistics) or on many
+  (cross-replica BatchNorm) without rebuilding the model.
+
+  Raises:
+    TypeError: ``axis_name`` is given but the model has no ``bn_axis_name``
+      field, so its statistics would differ from device to device.
+  """
+  if getattr(model, 'bn_axis_name', None) == axis_name:
+    return model
+  if not hasattr(model, 'bn_axis_name'):
+    raise TypeError(
+        f'{type(model).__name__} has no bn_axis_name field, so a step mapped '
+        f'over {axis_name!r} cannot average its BatchNorm statistics across '
+        'devices; add a field `bn_axis_name: str | None = None` and pass it '
+        'to every nn.BatchNorm(axis_name=...).')
+  return model.clone(bn_axis_name=axis_name)
+
+
 def _loss_fn(state: SearchState, batch: Batch):
   """``(params, alphas) -> (loss, (batch_stats, logits))`` on ``batch``."""
 
@@ -175,14 +197,21 @@ def search_step_fn(state: SearchState, train_batch: Batch, val_batch: Batch,
                    *, axis_name: str | None = None):
   """One bilevel step (unjitted; see :func:`search_step`).
 
-  With ``axis_name``, gradients, BatchNorm statistics (if the model was built
-  with the same ``bn_axis_name``) and metrics are averaged over that mapped
-  axis, so N devices on a global batch compute what one device would.
+  With ``axis_name`` (inside ``jax.pmap`` or ``jax.shard_map``, see
+  :mod:`jaxdarts.parallel`), the weight and alpha gradients, BatchNorm batch
+  statistics (the model's ``bn_axis_name`` is bound to ``axis_name``) and
+  metrics are averaged over that mapped axis, so N devices, each on its
+  equal share of a global batch, compute what one device computes on the
+  whole batch. Each device's gradient is taken pmap-style (the transpose of
+  a collective sums the cotangents of every device), so the mean of the
+  per-device gradients is the gradient of the global loss.
   """
   if axis_name is None:
     reduce = lambda tree: tree
   else:
     reduce = lambda tree: jax.lax.pmean(tree, axis_name)
+  model = state.model
+  state = state.replace(model=with_bn_axis(model, axis_name))
   rng, _ = jax.random.split(state.rng)
   xi = state.weight_lr(state.step) if state.weight_lr else jnp.nan
 
@@ -218,7 +247,7 @@ def search_step_fn(state: SearchState, train_batch: Batch, val_batch: Batch,
   new_state = state.replace(
       step=state.step + 1, params=params, batch_stats=batch_stats,
       alphas=alphas, weight_opt_state=weight_opt_state,
-      arch_opt_state=arch_opt_state, rng=rng)
+      arch_opt_state=arch_opt_state, rng=rng, model=model)
   return new_state, metrics
 
 

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdarts.search import with_bn_axis
+
 PyTree = Any
 Batch = dict[str, jax.Array]  # {'image': [B, H, W, C] float, 'label': [B] int}
 Schedule = Callable[[jax.Array], jax.Array]
@@ -144,9 +146,12 @@ def train_step_fn(state: TrainState, batch: Batch, *,
     auxiliary_weight: weight of the auxiliary loss.
     label_smoothing: smoothing of the training targets (0.1 for ImageNet in
       the reference code).
-    axis_name: with a mapped axis, gradients and metrics are averaged over
-      it (BatchNorm statistics too if the model has the same
-      ``bn_axis_name``) and each replica draws its own drop-path masks.
+    axis_name: with a mapped axis (see :mod:`jaxdarts.parallel`), the
+      gradients, the BatchNorm batch statistics (the model's
+      ``bn_axis_name`` is bound to it) and the metrics are averaged over it,
+      so N devices on a global batch compute what one device computes;
+      each replica draws its own drop-path masks, so with drop path the
+      result matches one device's in distribution only.
 
   Returns:
     ``(new_state, metrics)``; metrics: ``loss`` (the total), ``ce_loss``,
@@ -159,9 +164,10 @@ def train_step_fn(state: TrainState, batch: Batch, *,
   reduce = ((lambda tree: tree) if axis_name is None else
             (lambda tree: jax.lax.pmean(tree, axis_name)))
   labels = batch['label']
+  model = with_bn_axis(state.model, axis_name)
 
   def loss_fn(params):
-    outputs, updates = state.model.apply(
+    outputs, updates = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, batch['image'],
         train=True, drop_path_rate=drop_path_rate,
         rngs={'dropout': dropout_rng}, mutable=['batch_stats'])

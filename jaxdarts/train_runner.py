@@ -40,6 +40,11 @@ point and started again with the same command ends with the same weights as
 an uninterrupted one. SIGTERM saves a checkpoint and returns; a non-finite
 loss stops the run with `FloatingPointError` without saving the bad state;
 running the command again on a finished workdir only reports the result.
+
+Devices and processes as in `run_search`: all local devices by default
+(``config.num_devices`` limits them), each process reading its rows of every
+batch, process 0 writing the files, checkpoints restoring on any number of
+devices.
 """
 
 from __future__ import annotations
@@ -63,14 +68,14 @@ import optax
 
 from jaxdarts import data as data_lib
 from jaxdarts import genotypes
+from jaxdarts import parallel
 from jaxdarts.checkpoint import Checkpointer
 from jaxdarts.genotype import Genotype
 from jaxdarts.networks import NetworkCIFAR
 from jaxdarts.runner import (_Loop, _check_intervals, _enable_compilation_cache,
-                             _hms, _is_writer, _means, _preemption_guard,
-                             _restore, _trim_metrics)
-from jaxdarts.train import (TrainState, create_train_state, default_optimizer,
-                            train_step)
+                             _hms, _is_writer, _means, _mesh,
+                             _preemption_guard, _restore, _trim_metrics)
+from jaxdarts.train import TrainState, create_train_state, default_optimizer
 
 Metrics = dict[str, Any]
 
@@ -171,6 +176,7 @@ def run_train(config: ml_collections.ConfigDict,
   """
   _check_intervals(config)
   genotype = resolve_genotype(config.genotype)
+  mesh = _mesh(config, config.train.batch_size, 'config.train.batch_size')
   workdir = Path(workdir).expanduser()
   _enable_compilation_cache(config.compilation_cache_dir)
   data = _Data(*(data_lib.load_dataset(config.data.name, split,
@@ -182,9 +188,9 @@ def run_train(config: ml_collections.ConfigDict,
                               num_steps)
   with Checkpointer(workdir / 'checkpoints', keep=config.keep_checkpoints,
                     model_config=_model_config(config, genotype)) as ckpt:
-    state, position = _restore(ckpt, initial)
+    state, position = _restore(ckpt, initial, mesh)
     if position.epoch >= config.train.epochs:
-      return _finished(config, workdir, state, data.test)
+      return _finished(config, workdir, state, data.test, mesh)
     if _is_writer():
       workdir.mkdir(parents=True, exist_ok=True)
       (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n')
@@ -192,7 +198,8 @@ def run_train(config: ml_collections.ConfigDict,
       _trim_metrics(workdir / 'metrics.jsonl', int(state.step))
     logger.info('Training %s: %d epochs of %d steps', genotype,
                 config.train.epochs, steps_per_epoch)
-    with _TrainLoop(config, workdir, ckpt, data, steps_per_epoch) as loop:
+    with _TrainLoop(config, workdir, ckpt, data, steps_per_epoch,
+                    mesh) as loop:
       return loop.run(state, position)
 
 
@@ -216,7 +223,9 @@ def _batches(config: ml_collections.ConfigDict, train: data_lib.Dataset,
              ) -> data_lib.Batches:
   return data_lib.Batches(train, config.train.batch_size,
                           seed=config.train.seed, augment=config.data.augment,
-                          cutout=config.data.cutout, start=start)
+                          cutout=config.data.cutout, start=start,
+                          shard_index=jax.process_index(),
+                          shard_count=jax.process_count())
 
 
 def _initial_state(config: ml_collections.ConfigDict, genotype: Genotype,
@@ -250,13 +259,14 @@ def _optimizer(num_steps: int, learning_rate: float, momentum: float,
 
 
 def _finished(config: ml_collections.ConfigDict, workdir: Path,
-              state: TrainState, test: data_lib.Dataset) -> TrainResult:
+              state: TrainState, test: data_lib.Dataset,
+              mesh: jax.sharding.Mesh) -> TrainResult:
   """The result of a finished run, writing its final files if missing."""
   path = workdir / 'final_metrics.json'
   if path.exists():
     accuracy = json.loads(path.read_text())['test_accuracy']
   else:  # Killed between the last checkpoint and the final files.
-    loss, accuracy = evaluate(state, test, config.train.eval_batch_size)
+    loss, accuracy = evaluate(state, test, config.train.eval_batch_size, mesh)
     if _is_writer():
       _write_final_outputs(workdir, state, loss, accuracy)
   logger.info('The training in %s already finished (step %d); test accuracy '
@@ -275,11 +285,13 @@ class _TrainLoop(_Loop):
             'gradient clip (config.optimizer.grad_clip), or check the data.')
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: Path,
-               ckpt: Checkpointer, data: _Data, steps_per_epoch: int):
+               ckpt: Checkpointer, data: _Data, steps_per_epoch: int,
+               mesh: jax.sharding.Mesh):
     self.config = config
     self.workdir = workdir
     self.ckpt = ckpt
     self.data = data
+    self.mesh = mesh
     self.steps_per_epoch = steps_per_epoch
     self.num_steps = config.train.epochs * steps_per_epoch
     self.pending: list[tuple[int, Metrics]] = []  # Since the last log line.
@@ -300,11 +312,14 @@ class _TrainLoop(_Loop):
     start = time.perf_counter()
     first_step = int(state.step) + 1
     with _preemption_guard() as guard, data_lib.prefetch(
-        _batches(self.config, self.data.train, position)) as batches:
+        _batches(self.config, self.data.train, position),
+        transform=functools.partial(parallel.mesh_shard,
+                                    mesh=self.mesh)) as batches:
       for batch in batches:
         step = position.global_step(self.steps_per_epoch) + 1
-        state, metrics = train_step(
-            state, batch, drop_path_rate=self._drop_path_rate(step - 1),
+        state, metrics = parallel.mesh_train_step(
+            state, batch, mesh=self.mesh,
+            drop_path_rate=self._drop_path_rate(step - 1),
             auxiliary_weight=self.config.train.auxiliary_weight)
         position = batches.position
         self.pending.append((step, metrics))
@@ -362,7 +377,7 @@ class _TrainLoop(_Loop):
     """Evaluates on the test split; writes the final files after the last."""
     self._check_finite(state)
     loss, accuracy = evaluate(state, self.data.test,
-                              self.config.train.eval_batch_size)
+                              self.config.train.eval_batch_size, self.mesh)
     self.test_accuracy = accuracy
     self._record(int(state.step), epoch,
                  {'test_loss': loss, 'test_accuracy': accuracy})
@@ -389,21 +404,32 @@ def _eval_sums(state: TrainState, batch: data_lib.Batch,
           'correct': jnp.sum(correct * mask)}
 
 
-def evaluate(state: TrainState, dataset: data_lib.Dataset,
-             batch_size: int) -> tuple[float, float]:
+def evaluate(state: TrainState, dataset: data_lib.Dataset, batch_size: int,
+             mesh: jax.sharding.Mesh | None = None) -> tuple[float, float]:
   """``(loss, accuracy)`` of ``state`` on every example of ``dataset``.
 
   The last, short batch is padded to ``batch_size`` (and the padding
-  masked out), so the evaluation compiles once.
+  masked out), so the evaluation compiles once. With a ``mesh``, the batch
+  size is rounded up to a multiple of its devices, each process reads its
+  rows of every batch and the batches are split over the devices.
   """
+  shard = lambda tree: tree
+  shard_index, shard_count = 0, 1
+  if mesh is not None:
+    batch_size = -(-batch_size // mesh.size) * mesh.size
+    shard = functools.partial(parallel.mesh_shard, mesh=mesh)
+    shard_index, shard_count = jax.process_index(), jax.process_count()
+  rows = batch_size // shard_count
   sums = []
-  for batch in data_lib.eval_batches(dataset, batch_size):
+  for batch in data_lib.eval_batches(dataset, batch_size,
+                                     shard_index=shard_index,
+                                     shard_count=shard_count):
     count = batch['label'].shape[0]
-    mask = np.arange(batch_size) < count
+    mask = (np.arange(rows) < count).astype(np.float32)
     padded = {k: np.concatenate(
-        [v, np.zeros((batch_size - count,) + v.shape[1:], v.dtype)])
+        [v, np.zeros((rows - count,) + v.shape[1:], v.dtype)])
               for k, v in batch.items()}
-    sums.append(_eval_sums(state, padded, mask.astype(np.float32)))
+    sums.append(_eval_sums(state, shard(padded), shard(mask)))
   sums = jax.device_get(sums)
   total = dataset.num_examples
   return (sum(float(s['loss_sum']) for s in sums) / total,

@@ -169,7 +169,7 @@ def test_resolve_genotype_reports_malformed_text():
 
 def test_non_finite_loss_stops_the_run(reference, tmp_path, monkeypatch):
   config, _, _ = reference
-  real_step = train_runner.train_step
+  real_step = train_runner.parallel.mesh_train_step
 
   def nan_at_step_3(state, batch, **kwargs):
     state, metrics = real_step(state, batch, **kwargs)
@@ -177,7 +177,7 @@ def test_non_finite_loss_stops_the_run(reference, tmp_path, monkeypatch):
       metrics = {**metrics, 'loss': np.float32('nan')}
     return state, metrics
 
-  monkeypatch.setattr(train_runner, 'train_step', nan_at_step_3)
+  monkeypatch.setattr(train_runner.parallel, 'mesh_train_step', nan_at_step_3)
   with pytest.raises(FloatingPointError,
                      match='non-finite loss at step 3.*step 2'):
     train_runner.run_train(config, tmp_path / 'nan')

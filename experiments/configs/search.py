@@ -60,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.arch_betas = (0.5, 0.999)
   config.optimizer.arch_weight_decay = 1e-3
 
+  # Local devices to use (per process); None: all of them. The global batch
+  # must split evenly over the devices of every process.
+  config.num_devices = ml_collections.config_dict.placeholder(int)
   config.checkpoint_every_steps = 500  # Also at every epoch end.
   config.keep_checkpoints = 3
   config.log_every_steps = 50

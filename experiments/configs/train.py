@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 3e-4
   config.optimizer.grad_clip = 5.0  # Global norm; 0 disables clipping.
 
+  # Local devices to use (per process); None: all of them. The global batch
+  # must split evenly over the devices of every process.
+  config.num_devices = ml_collections.config_dict.placeholder(int)
   config.checkpoint_every_steps = 1000  # Also at every epoch end.
   config.keep_checkpoints = 3
   config.log_every_steps = 100
