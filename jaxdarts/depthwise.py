@@ -158,7 +158,8 @@ def _batch(args, dims, *, stride, dilation):
   return _shift_conv(x, kernel, stride, dilation), 3
 
 
-shift_depthwise_p.def_impl(_shift_forward)
+shift_depthwise_p.def_impl(jax.jit(_shift_forward,
+                                    static_argnames=('stride', 'dilation')))
 shift_depthwise_p.def_abstract_eval(_abstract_eval)
 mlir.register_lowering(shift_depthwise_p, mlir.lower_fun(
     _shift_forward, multiple_results=False))

@@ -150,8 +150,9 @@ class SearchNetwork(nn.Module):
     depthwise: depthwise convolution implementation, None for the
       backend's faster one (see :mod:`jaxdarts.depthwise`).
     compute_dtype: dtype of the cells' activations and convolutions, e.g.
-      ``jnp.bfloat16`` for mixed precision. Weights, alphas, BatchNorm
-      statistics, the stem, the classifier and the loss stay float32.
+      ``jnp.bfloat16`` for mixed precision; None keeps the stem's (float32).
+      Weights, alphas, BatchNorm statistics, the stem, the classifier and
+      the loss keep their dtype.
   """
   num_classes: int
   channels: int = 16
@@ -163,7 +164,7 @@ class SearchNetwork(nn.Module):
   scan_cells: bool = True
   remat_cells: bool = False
   depthwise: str | None = None
-  compute_dtype: Any = jnp.float32
+  compute_dtype: Any = None
 
   def init_alphas(self, rng: jax.Array, scale: float = 1e-3):
     return self.space.init_alphas(rng, scale)
@@ -213,7 +214,8 @@ class SearchNetwork(nn.Module):
                 name='stem_conv')(images)
     x = ops.batch_norm(train, True, bn, name='stem_bn')(x)
 
-    s0 = s1 = x.astype(self.compute_dtype)
+    stem_dtype = x.dtype
+    s0 = s1 = x.astype(self.compute_dtype or stem_dtype)
     reductions = reduction_cells(self.layers)
     cell_type = SearchCell
     if self.remat_cells:
@@ -233,6 +235,6 @@ class SearchNetwork(nn.Module):
                        length=len(run))
         (s0, s1), _ = scan(cell, train, name=f'cells_{run[0]}_to_{run[-1]}')(
             (s0, s1), weights[kind])
-    x = jnp.mean(s1.astype(jnp.float32), axis=(1, 2))
+    x = jnp.mean(s1.astype(stem_dtype), axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops.torch_conv_init,
                     name='classifier')(x)

@@ -123,8 +123,8 @@ def test_exact_equals_autodiff_of_the_unrolled_sgd_objective(sgd_case):
       state, train, val, sgd_virtual_by_hand)
   assert rel_err(exact, expected) < 1e-6
   # The second-order term matters: the first-order gradient is different.
-  first, _ = hg.first_order(problem_for(state, train, val), state.params,
-                            state.alphas)
+  first, _ = jax.jit(hg.first_order, static_argnums=0)(
+      problem_for(state, train, val), state.params, state.alphas)
   assert rel_err(first, expected) > 1e-4
 
 
@@ -185,12 +185,13 @@ def test_unrolled_is_exact_for_adam():
 
 def test_first_order_is_the_plain_alpha_gradient(sgd_case):
   state, train, val, _ = sgd_case
-  got, (loss, _) = hg.first_order(problem_for(state, train, val),
-                                  state.params, state.alphas)
+  got, (loss, _) = jax.jit(hg.first_order, static_argnums=0)(
+      problem_for(state, train, val), state.params, state.alphas)
   val_loss = _loss_fn(state, val)
-  expected = jax.grad(lambda a: val_loss(state.params, a)[0])(state.alphas)
+  expected = jax.jit(jax.grad(lambda a: val_loss(state.params, a)[0]))(
+      state.alphas)
   assert rel_err(got, expected) < 1e-12
-  assert np.isclose(loss, val_loss(state.params, state.alphas)[0])
+  assert np.isclose(loss, jax.jit(val_loss)(state.params, state.alphas)[0])
 
 
 def test_unknown_method_is_refused():
