@@ -87,79 +87,84 @@ def _out_size(size: int, stride: int) -> int:
   return (size - 1) // stride + 1
 
 
-def _taps(x, kernel_size: int, stride: int, dilation: int, out_hw):
-  """Yields ``(a, b, x_pad[:, s*i + d*a, s*j + d*b])`` for every tap."""
-  pad = dilation * (kernel_size - 1) // 2
-  xp = jnp.pad(x, [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (x.ndim - 3))
-  ho, wo = out_hw
-  for a in range(kernel_size):
-    for b in range(kernel_size):
-      start = (0, a * dilation, b * dilation) + (0,) * (x.ndim - 3)
-      limit = (x.shape[0], start[1] + (ho - 1) * stride + 1,
-               start[2] + (wo - 1) * stride + 1) + x.shape[3:]
-      yield a, b, jax.lax.slice(xp, start, limit,
-                                (1, stride, stride) + (1,) * (x.ndim - 3))
-
-
-def _shift_forward(x, kernel, *, stride, dilation):
-  out_hw = (_out_size(x.shape[1], stride), _out_size(x.shape[2], stride))
-  terms = (tap * kernel[a, b]
-           for a, b, tap in _taps(x, kernel.shape[0], stride, dilation, out_hw))
-  return functools.reduce(jnp.add, terms)
-
-
 # The 'shift' implementation is a primitive of its own, bilinear in (x, k),
 # so that JAX's forward and reverse modes both use the rules below: the
 # forward pass, the JVP (two forward passes) and the transposes (two more
 # shift passes) never expand into k*k pads. Second-order hypergradients
 # (forward over reverse, reverse over reverse) differentiate these rules
-# again.
+# again. Its operands may carry ``lead`` leading axes shared by x and the
+# kernel (``[*L, N, H, W, *F]`` and ``[*L, k, k, *F]``): that is how vmap
+# batches it, without moving any axis.
 shift_depthwise_p = jax.extend.core.Primitive('jaxdarts_depthwise_shift')
 
 
-def _shift_conv(x, kernel, stride, dilation):
-  return shift_depthwise_p.bind(x, kernel, stride=stride, dilation=dilation)
+def _shift_conv(x, kernel, stride, dilation, lead=0):
+  return shift_depthwise_p.bind(x, kernel, stride=stride, dilation=dilation,
+                                lead=lead)
 
 
-def _abstract_eval(x, kernel, *, stride, dilation):
+def _pad_spatial(x, lead, pad):
+  return jnp.pad(x, [(0, 0)] * (lead + 1) + [(pad, pad)] * 2
+                 + [(0, 0)] * (x.ndim - lead - 3))
+
+
+def _window(xp, lead, offsets, out_hw, stride):
+  """``xp[..., s*i + a, s*j + b, ...]`` for ``i, j`` over the output grid."""
+  start, limit, strides = [0] * xp.ndim, list(xp.shape), [1] * xp.ndim
+  for axis, offset, size in zip((lead + 1, lead + 2), offsets, out_hw):
+    start[axis], limit[axis] = offset, offset + (size - 1) * stride + 1
+    strides[axis] = stride
+  return jax.lax.slice(xp, start, limit, strides)
+
+
+def _shift_forward(x, kernel, *, stride, dilation, lead):
+  k = kernel.shape[lead]
+  out_hw = [_out_size(n, stride) for n in x.shape[lead + 1:lead + 3]]
+  xp = _pad_spatial(x, lead, dilation * (k - 1) // 2)
+  tap_shape = kernel.shape[:lead] + (1, 1, 1) + kernel.shape[lead + 2:]
+  terms = (_window(xp, lead, (a * dilation, b * dilation), out_hw, stride)
+           * kernel[(slice(None),) * lead + (a, b)].reshape(tap_shape)
+           for a in range(k) for b in range(k))
+  return functools.reduce(jnp.add, terms)
+
+
+def _abstract_eval(x, kernel, *, stride, dilation, lead):
   del dilation
-  features = jnp.broadcast_shapes(x.shape[3:], kernel.shape[2:])
-  shape = (x.shape[0], _out_size(x.shape[1], stride),
-           _out_size(x.shape[2], stride)) + features
+  shape = (jnp.broadcast_shapes(x.shape[:lead], kernel.shape[:lead])
+           + (x.shape[lead],)
+           + tuple(_out_size(n, stride) for n in x.shape[lead + 1:lead + 3])
+           + jnp.broadcast_shapes(x.shape[lead + 3:], kernel.shape[lead + 2:]))
   return jax.core.ShapedArray(shape, x.dtype)
 
 
-def _transpose_x(g, x, kernel, *, stride, dilation):
+def _transpose_x(g, x, kernel, *, stride, dilation, lead):
   """``dx``: the output gradient, spread back to the input's grid (zeros
   between samples when s > 1), correlated with the flipped kernel."""
-  h, w = x.aval.shape[1:3]
   if stride > 1:
-    spread = [(0, 0, 0)]
-    for size, out in ((h, g.shape[1]), (w, g.shape[2])):
-      spread.append((0, size - (out - 1) * stride - 1, stride - 1))
-    g = jax.lax.pad(g, jnp.zeros((), g.dtype),
-                    spread + [(0, 0, 0)] * (g.ndim - 3))
-  dx = _shift_conv(g, kernel[::-1, ::-1], 1, dilation)
-  return _sum_to(dx, x.aval.shape)
+    spread = [(0, 0, 0)] * g.ndim
+    for axis in (lead + 1, lead + 2):
+      size, out = x.aval.shape[axis], g.shape[axis]
+      spread[axis] = (0, size - (out - 1) * stride - 1, stride - 1)
+    g = jax.lax.pad(g, jnp.zeros((), g.dtype), spread)
+  flipped = jnp.flip(kernel, (lead, lead + 1))
+  return _sum_to(_shift_conv(g, flipped, 1, dilation, lead), x.aval.shape)
 
 
-def _transpose_kernel(g, x, kernel, *, stride, dilation):
+def _transpose_kernel(g, x, kernel, *, stride, dilation, lead):
   shape = kernel.aval.shape
-  dk = _kernel_gradient(x, g, shape[0], stride, dilation)
-  return _sum_to(dk.reshape(shape[:2] + dk.shape[1:]), shape)
+  return _sum_to(_kernel_gradient(x, g, shape[lead], stride, dilation, lead),
+                 shape)
 
 
-def _batch(args, dims, *, stride, dilation):
-  """vmap: the mapped axis becomes the first feature axis of both inputs."""
-  (x, kernel), (x_dim, kernel_dim) = args, dims
-  x = (jnp.expand_dims(x, 3) if x_dim is None else jnp.moveaxis(x, x_dim, 3))
-  kernel = (jnp.expand_dims(kernel, 2) if kernel_dim is None
-            else jnp.moveaxis(kernel, kernel_dim, 2))
-  return _shift_conv(x, kernel, stride, dilation), 3
+def _batch(args, dims, *, stride, dilation, lead):
+  """vmap: the mapped axis becomes a leading axis of both operands."""
+  x, kernel = (jnp.expand_dims(a, 0) if d is None else jnp.moveaxis(a, d, 0)
+               for a, d in zip(args, dims))
+  return _shift_conv(x, kernel, stride, dilation, lead + 1), 0
 
 
-shift_depthwise_p.def_impl(jax.jit(_shift_forward,
-                                    static_argnames=('stride', 'dilation')))
+_STATIC = ('stride', 'dilation', 'lead')
+shift_depthwise_p.def_impl(jax.jit(_shift_forward, static_argnames=_STATIC))
 shift_depthwise_p.def_abstract_eval(_abstract_eval)
 mlir.register_lowering(shift_depthwise_p, mlir.lower_fun(
     _shift_forward, multiple_results=False))
@@ -173,23 +178,28 @@ def _sum_to(a, shape):
   return jnp.sum(a, axis=axes, keepdims=True) if axes else a
 
 
-def _kernel_gradient(x, g, kernel_size, stride, dilation):
+def _kernel_gradient(x, g, kernel_size, stride, dilation, lead):
   """``dk[a, b] = sum_{n,i,j} x_pad[n, s*i + d*a, s*j + d*b] * g[n, i, j]``.
 
   A loop over the taps (``lax.map``): one small program instead of k*k
   reductions, which XLA:CPU both compiles and runs faster.
   """
   k, s, d = kernel_size, stride, dilation
-  pad = d * (k - 1) // 2
-  xp = jnp.pad(x, [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (x.ndim - 3))
-  size = (x.shape[0], (g.shape[1] - 1) * s + 1,
-          (g.shape[2] - 1) * s + 1) + x.shape[3:]
-
+  xp = _pad_spatial(x, lead, d * (k - 1) // 2)
+  out_hw = g.shape[lead + 1:lead + 3]
+  size = list(xp.shape)
+  size[lead + 1:lead + 3] = [(n - 1) * s + 1 for n in out_hw]
   accumulate = jnp.promote_types(g.dtype, jnp.float32)  # bf16 sums drift
+  spatial = (lead, lead + 1, lead + 2)
 
   def tap(t):
-    start = (0, t // k * d, t % k * d) + (0,) * (x.ndim - 3)
-    window = jax.lax.dynamic_slice(xp, start, size)[:, ::s, ::s]
-    return jnp.sum(window * g, axis=(0, 1, 2), dtype=accumulate)
+    start = [0] * xp.ndim
+    start[lead + 1], start[lead + 2] = t // k * d, t % k * d
+    window = _window(jax.lax.dynamic_slice(xp, start, size), lead, (0, 0),
+                     out_hw, s)
+    return jnp.sum(window * g, axis=spatial, dtype=accumulate)
 
-  return jax.lax.map(tap, jnp.arange(k * k)).astype(g.dtype)
+  taps = jax.lax.map(tap, jnp.arange(k * k))  # [k*k, *L, *F]
+  taps = jnp.moveaxis(taps, 0, lead)
+  return taps.reshape(taps.shape[:lead] + (k, k) + taps.shape[lead + 1:]
+                      ).astype(g.dtype)

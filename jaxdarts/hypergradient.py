@@ -101,20 +101,17 @@ def finite_difference(problem: BilevelProblem, params, alphas):
 
 
 def exact(problem: BilevelProblem, params, alphas):
-  """Eq. 7 with the mixed term by forward-over-reverse autodiff.
+  """Eq. 7 with the mixed term by forward-over-reverse autodiff: the JVP of
+  ``w -> grad_a L_train(w, a)`` along ``v``, after the validation pass (so
+  no residuals of the training pass are held across it)."""
 
-  One linearisation of ``w -> grad_{w,a} L_train(w, a)`` at ``w`` yields the
-  weight gradient for the virtual step (its value) and the mixed term (its
-  JVP along ``v``), so the training loss's forward and backward passes run
-  once, not twice.
-  """
+  def alpha_grad_at(w):
+    return jax.grad(problem.train_loss, 1, has_aux=True)(w, alphas)[0]
 
-  def train_grads(w):
-    return jax.grad(problem.train_loss, (0, 1), has_aux=True)(w, alphas)[0]
-
-  (weight_grads, _), jvp = jax.linearize(train_grads, params)
-  return _second_order(problem, params, alphas, weight_grads,
-                       lambda v: jvp(v)[1])
+  _, weight_grads = _grad(problem.train_loss, 0)(params, alphas)
+  return _second_order(
+      problem, params, alphas, weight_grads,
+      lambda v: jax.jvp(alpha_grad_at, (params,), (v,))[1])
 
 
 def unrolled(problem: BilevelProblem, params, alphas):
