@@ -66,11 +66,9 @@ def _virtual_weights(problem: BilevelProblem, params, alphas):
   return problem.virtual_step(params, problem.reduce(weight_grads))
 
 
-def _second_order(problem: BilevelProblem, params, alphas, weight_grads,
-                  mixed_term):
-  """Eq. 7 with ``mixed_term(v) ~ grad2_{a,w} L_train(w, a) . v``, the
-  virtual step taken with ``weight_grads = grad_w L_train(w, a)``."""
-  w_virtual = problem.virtual_step(params, problem.reduce(weight_grads))
+def _second_order(problem: BilevelProblem, params, alphas, mixed_term):
+  """Eq. 7 with ``mixed_term(v) ~ grad2_{a,w} L_train(w, a) . v``."""
+  w_virtual = _virtual_weights(problem, params, alphas)
   val, (v, alpha_grad) = _grad(problem.val_loss, (0, 1))(w_virtual, alphas)
   v, alpha_grad = problem.reduce((v, alpha_grad))
   mixed = problem.reduce(mixed_term(v))
@@ -84,11 +82,14 @@ def first_order(problem: BilevelProblem, params, alphas):
   return problem.reduce(alpha_grad), val
 
 
+def _alpha_grad_at(problem: BilevelProblem, alphas):
+  """``w -> grad_a L_train(w, a)``."""
+  return lambda w: jax.grad(problem.train_loss, 1, has_aux=True)(w, alphas)[0]
+
+
 def finite_difference(problem: BilevelProblem, params, alphas):
   """Eq. 8: the mixed term by central differences along ``v``."""
-
-  def alpha_grad_at(w):
-    return jax.grad(problem.train_loss, 1, has_aux=True)(w, alphas)[0]
+  alpha_grad_at = _alpha_grad_at(problem, alphas)
 
   def mixed_term(v):
     eps = 0.01 / optax.tree.norm(v)
@@ -96,22 +97,16 @@ def finite_difference(problem: BilevelProblem, params, alphas):
     minus = alpha_grad_at(jax.tree.map(lambda w, d: w - eps * d, params, v))
     return jax.tree.map(lambda p, m: (p - m) / (2 * eps), plus, minus)
 
-  _, weight_grads = _grad(problem.train_loss, 0)(params, alphas)
-  return _second_order(problem, params, alphas, weight_grads, mixed_term)
+  return _second_order(problem, params, alphas, mixed_term)
 
 
 def exact(problem: BilevelProblem, params, alphas):
   """Eq. 7 with the mixed term by forward-over-reverse autodiff: the JVP of
   ``w -> grad_a L_train(w, a)`` along ``v``, after the validation pass (so
   no residuals of the training pass are held across it)."""
-
-  def alpha_grad_at(w):
-    return jax.grad(problem.train_loss, 1, has_aux=True)(w, alphas)[0]
-
-  _, weight_grads = _grad(problem.train_loss, 0)(params, alphas)
-  return _second_order(
-      problem, params, alphas, weight_grads,
-      lambda v: jax.jvp(alpha_grad_at, (params,), (v,))[1])
+  alpha_grad_at = _alpha_grad_at(problem, alphas)
+  return _second_order(problem, params, alphas,
+                       lambda v: jax.jvp(alpha_grad_at, (params,), (v,))[1])
 
 
 def unrolled(problem: BilevelProblem, params, alphas):

@@ -308,8 +308,9 @@ def _trim_metrics(path: Path, step: int) -> None:
 class _Loop(contextlib.AbstractContextManager):
   """What the search and training loops share: checkpoints, metrics, checks.
 
-  Subclasses set ``ckpt``, ``workdir``, ``pending``, ``tensorboard`` and
-  ``steps_per_epoch``, and name their job and the fields to tune.
+  Subclasses set ``ckpt``, ``workdir``, ``pending``, ``tensorboard``,
+  ``steps_per_epoch`` and ``num_steps``, and name their job and the fields
+  to tune.
   """
   JOB = 'search'
   REMEDY = ('Lower the learning rate (config.optimizer.weight_lr, '
@@ -321,6 +322,27 @@ class _Loop(contextlib.AbstractContextManager):
     self._check_finite(state)
     step = position.global_step(self.steps_per_epoch)
     self.ckpt.save(step, state, {'position': position.to_dict()})
+
+  def _restart_clock(self, step: int) -> None:
+    """Measures steps per second from now and ``step`` on."""
+    self._clock = (time.perf_counter(), step)
+
+  def _flush_metrics(self, step: int) -> tuple[int, dict[str, float], str]:
+    """Records the pending metrics' means (with steps/s) and restarts the
+    clock; returns ``(epoch, means, 'rate | ETA' text)`` for the log line."""
+    means = _means(self._check_finite())
+    self.pending.clear()
+    start, start_step = self._clock
+    self._restart_clock(step)
+    epoch = (step - 1) // self.steps_per_epoch
+    speed = 'compiling'  # No step was timed yet: the first one compiled.
+    if step > start_step:
+      rate = (step - start_step) / (time.perf_counter() - start)
+      means['steps_per_second'] = rate
+      speed = (f'{rate:.2f} steps/s | ETA '
+               f'{_hms((self.num_steps - step) / rate)}')
+    self._record(step, epoch, means)
+    return epoch, means, speed
 
   def _record(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
     """Appends one metrics.jsonl line and the TensorBoard scalars."""
@@ -428,24 +450,9 @@ class _SearchLoop(_Loop):
           return state, False
     raise AssertionError('the batch stream ended')  # It is infinite.
 
-  def _restart_clock(self, step: int) -> None:
-    """Measures steps per second from now and ``step`` on."""
-    self._clock = (time.perf_counter(), step)
-
   def _log_progress(self, step: int) -> None:
     """Writes the averaged metrics since the last line and logs progress."""
-    means = _means(self._check_finite())
-    self.pending.clear()
-    start, start_step = self._clock
-    self._restart_clock(step)
-    epoch = (step - 1) // self.steps_per_epoch
-    speed = 'compiling'  # No step was timed yet: the first one compiled.
-    if step > start_step:
-      rate = (step - start_step) / (time.perf_counter() - start)
-      means['steps_per_second'] = rate
-      speed = (f'{rate:.2f} steps/s | ETA '
-               f'{_hms((self.num_steps - step) / rate)}')
-    self._record(step, epoch, means)
+    epoch, means, speed = self._flush_metrics(step)
     logger.info(
         'epoch %d/%d step %d/%d | %s | train loss %.4f acc %.3f | val loss '
         '%.4f acc %.3f', epoch + 1, self.config.search.epochs, step,

@@ -182,6 +182,10 @@ class SearchNetwork(nn.Module):
             f'space ({self.space.num_nodes} nodes, {self.space.num_ops} '
             f'primitives) needs {expected}.')
 
+  def _cell_channels(self, i: int) -> int:
+    """C of cell ``i``: doubled by each reduction up to and including it."""
+    return self.channels * 2**sum(r <= i for r in reduction_cells(self.layers))
+
   def cell_runs(self) -> list[tuple[int, ...]]:
     """The cells in order, grouped into the stretches that are scanned.
 
@@ -195,7 +199,7 @@ class SearchNetwork(nn.Module):
     runs, last = [], None
     c_prev_prev = c_prev = self.stem_multiplier * self.channels
     for i in range(self.layers):
-      c = self.channels * 2**sum(r <= i for r in reductions)
+      c = self._cell_channels(i)
       shape = (c_prev_prev, c_prev, c, i in reductions, i - 1 in reductions)
       if (self.scan_cells and shape == last == (n * c, n * c, c, False, False)):
         runs[-1] += (i,)
@@ -223,9 +227,8 @@ class SearchNetwork(nn.Module):
     for run in self.cell_runs():
       reduction, reduction_prev = run[0] in reductions, run[0] - 1 in reductions
       cell = functools.partial(
-          cell_type, self.space, self.channels * 2**sum(
-              r <= run[0] for r in reductions), reduction, reduction_prev, bn,
-          self.depthwise)
+          cell_type, self.space, self._cell_channels(run[0]), reduction,
+          reduction_prev, bn, self.depthwise)
       kind = 'reduce' if reduction else 'normal'
       if len(run) == 1:
         s0, s1 = s1, cell(name=f'cell_{run[0]}')(s0, s1, weights[kind], train)

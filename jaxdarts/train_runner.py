@@ -73,8 +73,8 @@ from jaxdarts.checkpoint import Checkpointer
 from jaxdarts.genotype import Genotype
 from jaxdarts.networks import NetworkCIFAR
 from jaxdarts.runner import (_Loop, _check_intervals, _enable_compilation_cache,
-                             _hms, _is_writer, _means, _mesh,
-                             _preemption_guard, _restore, _trim_metrics)
+                             _is_writer, _mesh, _preemption_guard, _restore,
+                             _trim_metrics)
 from jaxdarts.train import TrainState, create_train_state, default_optimizer
 
 Metrics = dict[str, Any]
@@ -351,23 +351,9 @@ class _TrainLoop(_Loop):
     """The linear ramp ``drop_path_prob * step / num_steps`` (0-based step)."""
     return self.config.train.drop_path_prob * step / self.num_steps
 
-  def _restart_clock(self, step: int) -> None:
-    self._clock = (time.perf_counter(), step)
-
   def _log_progress(self, step: int) -> None:
     """Writes the averaged metrics since the last line and logs progress."""
-    means = _means(self._check_finite())
-    self.pending.clear()
-    start, start_step = self._clock
-    self._restart_clock(step)
-    epoch = (step - 1) // self.steps_per_epoch
-    speed = 'compiling'  # No step was timed yet: the first one compiled.
-    if step > start_step:
-      rate = (step - start_step) / (time.perf_counter() - start)
-      means['steps_per_second'] = rate
-      speed = (f'{rate:.2f} steps/s | ETA '
-               f'{_hms((self.num_steps - step) / rate)}')
-    self._record(step, epoch, means)
+    epoch, means, speed = self._flush_metrics(step)
     logger.info('epoch %d/%d step %d/%d | %s | loss %.4f acc %.3f | lr %.4g '
                 'drop path %.3f', epoch + 1, self.config.train.epochs, step,
                 self.num_steps, speed, means['loss'], means['accuracy'],
