@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from jax.interpreters import ad
 from jax.interpreters import batching
 from jax.interpreters import mlir
+import numpy as np
 
 IMPLS = ('shift', 'conv')
 
@@ -147,7 +148,16 @@ def _transpose_x(g, x, kernel, *, stride, dilation, lead):
       spread[axis] = (0, size - (out - 1) * stride - 1, stride - 1)
     g = jax.lax.pad(g, jnp.zeros((), g.dtype), spread)
   flipped = jnp.flip(kernel, (lead, lead + 1))
-  return _sum_to(_shift_conv(g, flipped, 1, dilation, lead), x.aval.shape)
+  dx = _shift_conv(g, flipped, 1, dilation, lead)
+  # Sum over the axes x was broadcast along by adding slices: a reduce here
+  # would make XLA:CPU hand the whole tap chain to a library reduction and
+  # materialise every tap as a full-size buffer.
+  for axis, n in enumerate(x.aval.shape):
+    if dx.shape[axis] != n:
+      dx = functools.reduce(jnp.add, (
+          jax.lax.slice_in_dim(dx, i, i + 1, axis=axis)
+          for i in range(dx.shape[axis])))
+  return dx
 
 
 def _transpose_kernel(g, x, kernel, *, stride, dilation, lead):
@@ -192,14 +202,15 @@ def _kernel_gradient(x, g, kernel_size, stride, dilation, lead):
   accumulate = jnp.promote_types(g.dtype, jnp.float32)  # bf16 sums drift
   spatial = (lead, lead + 1, lead + 2)
 
-  def tap(t):
+  def tap(offset):
     start = [0] * xp.ndim
-    start[lead + 1], start[lead + 2] = t // k * d, t % k * d
+    start[lead + 1], start[lead + 2] = offset[0], offset[1]
     window = _window(jax.lax.dynamic_slice(xp, start, size), lead, (0, 0),
                      out_hw, s)
     return jnp.sum(window * g, axis=spatial, dtype=accumulate)
 
-  taps = jax.lax.map(tap, jnp.arange(k * k))  # [k*k, *L, *F]
+  offsets = d * np.stack(np.divmod(np.arange(k * k), k), axis=1)
+  taps = jax.lax.map(tap, jnp.asarray(offsets))  # [k*k, *L, *F]
   taps = jnp.moveaxis(taps, 0, lead)
   return taps.reshape(taps.shape[:lead] + (k, k) + taps.shape[lead + 1:]
                       ).astype(g.dtype)
