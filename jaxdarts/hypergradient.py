@@ -20,7 +20,8 @@ Every method here is a pure function with the same signature::
 * ``finite_difference``: eq. 8, the mixed term by central differences at
   ``w +- eps v`` with ``eps = 0.01 / ||v||``, as the reference code does;
 * ``exact``: the mixed term by forward-over-reverse autodiff, the JVP of
-  ``grad_a L_train(., a)`` along ``v``, with no truncation error;
+  ``grad_a L_train(., a)`` along ``v`` (a ``jax.linearize`` of the training
+  gradient that also gives the virtual step), with no truncation error;
 * ``unrolled``: reverse-mode autodiff straight through the optimizer's real
   update, exact for any optax optimizer (Adam, clipping, ...), at the cost of
   differentiating through a weight gradient.
@@ -66,9 +67,11 @@ def _virtual_weights(problem: BilevelProblem, params, alphas):
   return problem.virtual_step(params, problem.reduce(weight_grads))
 
 
-def _second_order(problem: BilevelProblem, params, alphas, mixed_term):
-  """Eq. 7 with ``mixed_term(v) ~ grad2_{a,w} L_train(w, a) . v``."""
-  w_virtual = _virtual_weights(problem, params, alphas)
+def _second_order(problem: BilevelProblem, params, alphas, weight_grads,
+                  mixed_term):
+  """Eq. 7, given ``weight_grads = grad_w L_train(w, a)`` (for the virtual
+  step) and ``mixed_term(v) ~ grad2_{a,w} L_train(w, a) . v``."""
+  w_virtual = problem.virtual_step(params, problem.reduce(weight_grads))
   val, (v, alpha_grad) = _grad(problem.val_loss, (0, 1))(w_virtual, alphas)
   v, alpha_grad = problem.reduce((v, alpha_grad))
   mixed = problem.reduce(mixed_term(v))
@@ -97,16 +100,26 @@ def finite_difference(problem: BilevelProblem, params, alphas):
     minus = alpha_grad_at(jax.tree.map(lambda w, d: w - eps * d, params, v))
     return jax.tree.map(lambda p, m: (p - m) / (2 * eps), plus, minus)
 
-  return _second_order(problem, params, alphas, mixed_term)
+  _, weight_grads = _grad(problem.train_loss, 0)(params, alphas)
+  return _second_order(problem, params, alphas, weight_grads, mixed_term)
 
 
 def exact(problem: BilevelProblem, params, alphas):
-  """Eq. 7 with the mixed term by forward-over-reverse autodiff: the JVP of
-  ``w -> grad_a L_train(w, a)`` along ``v``, after the validation pass (so
-  no residuals of the training pass are held across it)."""
-  alpha_grad_at = _alpha_grad_at(problem, alphas)
-  return _second_order(problem, params, alphas,
-                       lambda v: jax.jvp(alpha_grad_at, (params,), (v,))[1])
+  """Eq. 7 with the mixed term by forward-over-reverse autodiff.
+
+  One ``jax.linearize`` of ``w -> (grad_w, grad_a) L_train(w, a)`` at the
+  current weights gives both what the virtual step needs (its value,
+  ``grad_w``) and the mixed term (its JVP along ``v``, ``grad_a`` part), so
+  the training pass runs once, its linearisation held across the
+  validation pass.
+  """
+
+  def train_grads(w):
+    return jax.grad(problem.train_loss, (0, 1), has_aux=True)(w, alphas)[0]
+
+  (weight_grads, _), train_grads_jvp = jax.linearize(train_grads, params)
+  return _second_order(problem, params, alphas, weight_grads,
+                       lambda v: train_grads_jvp(v)[1])
 
 
 def unrolled(problem: BilevelProblem, params, alphas):
