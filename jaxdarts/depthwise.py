@@ -148,16 +148,7 @@ def _transpose_x(g, x, kernel, *, stride, dilation, lead):
       spread[axis] = (0, size - (out - 1) * stride - 1, stride - 1)
     g = jax.lax.pad(g, jnp.zeros((), g.dtype), spread)
   flipped = jnp.flip(kernel, (lead, lead + 1))
-  dx = _shift_conv(g, flipped, 1, dilation, lead)
-  # Sum over the axes x was broadcast along by adding slices: a reduce here
-  # would make XLA:CPU hand the whole tap chain to a library reduction and
-  # materialise every tap as a full-size buffer.
-  for axis, n in enumerate(x.aval.shape):
-    if dx.shape[axis] != n:
-      dx = functools.reduce(jnp.add, (
-          jax.lax.slice_in_dim(dx, i, i + 1, axis=axis)
-          for i in range(dx.shape[axis])))
-  return dx
+  return _sum_to(_shift_conv(g, flipped, 1, dilation, lead), x.aval.shape)
 
 
 def _transpose_kernel(g, x, kernel, *, stride, dilation, lead):
@@ -183,9 +174,19 @@ batching.primitive_batchers[shift_depthwise_p] = _batch
 
 
 def _sum_to(a, shape):
-  """Sums ``a`` over the axes that broadcasting expanded from ``shape``."""
-  axes = tuple(i for i, (m, n) in enumerate(zip(a.shape, shape)) if n != m)
-  return jnp.sum(a, axis=axes, keepdims=True) if axes else a
+  """Sums ``a`` over the axes that broadcasting expanded from ``shape``.
+
+  By adding slices, not with a reduction: XLA:CPU would hand a reduction
+  of the k*k-tap chain to a library kernel and materialise every tap as a
+  full-size buffer (3x the search step's memory); added slices stay in the
+  chain's one loop.
+  """
+  for axis, n in enumerate(shape):
+    if a.shape[axis] != n:
+      a = functools.reduce(jnp.add, (
+          jax.lax.slice_in_dim(a, i, i + 1, axis=axis)
+          for i in range(a.shape[axis])))
+  return a
 
 
 def _kernel_gradient(x, g, kernel_size, stride, dilation, lead):
