@@ -8,13 +8,17 @@ then times the same compiled step alone on batches already on the device::
 
     python benchmarks/run_loop.py --steps_per_epoch=8 --epochs=3
 
-It prints, for every epoch after the first (which compiles), the epoch's wall
-time against ``steps_per_epoch`` times the bare step's median, the ratio of
-the two, and the same without the supernet evaluation (timed apart). Model flags
+It prints the loop's time per step (from the steps/s it logs, epoch ends
+excluded) against the bare step's median and, for every epoch after the
+first (which compiles), the epoch's wall time against ``steps_per_epoch``
+times the bare step, the ratio of the two, and the same without the
+supernet evaluation (timed apart). With few steps per epoch, the epoch's
+fixed costs (evaluation compile, outputs, checkpoint) dominate the ratio. Model flags
 as in ``search_step.py``; the default is the paper's supernet at batch 16.
 """
 
 import importlib.util
+import json
 import logging
 import os
 import pathlib
@@ -88,8 +92,15 @@ def main(argv):
     config.compilation_cache_dir = ''  # Measure the loop, not the cache.
     config.log_every_steps = max(1, FLAGS.steps_per_epoch // 2)
     start = time.perf_counter()
-    result = runner.run_search(config, os.path.join(tmp, 'workdir'))
+    workdir = os.path.join(tmp, 'workdir')
+    result = runner.run_search(config, workdir)
     total = time.perf_counter() - start
+    # Steps/s between log lines, after the first epoch: the loop's steps
+    # without the epoch-end work (evaluation, outputs, checkpoint).
+    with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+      rates = [r['steps_per_second'] for r in map(json.loads, f)
+               if r['epoch'] > 0 and 'steps_per_second' in r]
+    loop_step_s = 1 / statistics.mean(rates)
 
     # The same compiled step, alone, on batches already on the devices.
     mesh = parallel.make_mesh(config.num_devices)
@@ -112,7 +123,9 @@ def main(argv):
   bare = FLAGS.steps_per_epoch * step_s
   print(f'C={FLAGS.channels}, {FLAGS.layers} cells, batch {FLAGS.batch_size}, '
         f'{FLAGS.hypergradient}, {FLAGS.steps_per_epoch} steps per epoch; '
-        f'run_search took {total:.1f} s in all; bare step {step_s:.3f} s')
+        f'run_search took {total:.1f} s in all')
+  print(f'step in the loop {loop_step_s:.3f} s, bare {step_s:.3f} s: ratio '
+        f'{loop_step_s / step_s:.3f}')
   print(f'{"epoch":>5} {"wall s":>8} {"steps s":>8} {"eval s":>7} '
         f'{"ratio":>6} {"w/o eval":>8}')
   for epoch, (a, b) in enumerate(zip(clock.epoch_ends, clock.epoch_ends[1:]),
