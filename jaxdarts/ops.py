@@ -107,41 +107,31 @@ def pointwise(features: int, name: str | None = None,
                   dtype=dtype, name=name)
 
 
-def _pool_windows(x: jax.Array, stride: int, pad_value: float):
-  """The 9 strided taps of ``x``'s 3x3 windows (padding 1)."""
-  xp = jnp.pad(x, [(0, 0), (1, 1), (1, 1)] + [(0, 0)] * (x.ndim - 3),
-               constant_values=pad_value)
-  ho, wo = ((n - 1) // stride + 1 for n in x.shape[1:3])
-  return [xp[:, a:a + (ho - 1) * stride + 1:stride,
-             b:b + (wo - 1) * stride + 1:stride]
-          for a in range(3) for b in range(3)]
+def patches(x: jax.Array, kernel_size: int, *, stride: int = 1,
+            dilation: int = 1, pad_value: float = 0.) -> jax.Array:
+  """Strided, dilated k x k patches with 'same' padding.
 
+  Args:
+    x: ``[N, H, W, ...]``.
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def max_pool(x: jax.Array, stride: int) -> jax.Array:
-  """3x3 max pooling, padding 1.
-
-  Its derivative takes each window's tangent at the window's maxima (shared
-  equally among ties, as ``jnp.max``'s): a linear map of 9 strided slices
-  whose masks come from ``x`` and the output, and whose transpose XLA fuses.
-  Autodiff of a max over stacked patches would keep the 9x larger patches
-  for the backward pass.
+  Returns:
+    ``[N, Ho, Wo, k, k, ...]`` with ``Ho = ceil(H / stride)``, where
+    ``out[n, i, j, a, b] = x_pad[n, s*i + d*a, s*j + d*b]``.
   """
-  taps = _pool_windows(x, stride, -jnp.inf)
-  return functools.reduce(jnp.maximum, taps)
+  k, s, d = kernel_size, stride, dilation
+  pad = d * (k - 1) // 2
+  widths = [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (x.ndim - 3)
+  xp = jnp.pad(x, widths, constant_values=pad_value)
+  ho = (x.shape[1] - 1) // s + 1
+  wo = (x.shape[2] - 1) // s + 1
+  cols = jnp.stack([jax.lax.slice_in_dim(xp, b * d, b * d + (wo - 1) * s + 1, s,
+                                         axis=2) for b in range(k)], axis=3)
+  return jnp.stack([jax.lax.slice_in_dim(cols, a * d, a * d + (ho - 1) * s + 1,
+                                         s, axis=1) for a in range(k)], axis=3)
 
 
-@max_pool.defjvp
-def _max_pool_jvp(stride, primals, tangents):
-  (x,), (dx,) = primals, tangents
-  y = max_pool(x, stride)
-  hits = [tap == y for tap in _pool_windows(x, stride, -jnp.inf)]
-  count = functools.reduce(jnp.add, [h.astype(y.dtype) for h in hits])
-  zero = jnp.zeros((), y.dtype)
-  dy = functools.reduce(jnp.add, [
-      jnp.where(hit, tap, zero)
-      for hit, tap in zip(hits, _pool_windows(dx, stride, 0.))])
-  return y, dy / count
+def max_pool(x: jax.Array, stride: int) -> jax.Array:
+  return patches(x, 3, stride=stride, pad_value=-jnp.inf).max(axis=(3, 4))
 
 
 def avg_pool(x: jax.Array, stride: int, impl: str | None = None) -> jax.Array:
