@@ -18,7 +18,7 @@ from tiny import random_batch, tiny_model
 
 # One node per cell keeps the float64 second-order programs quick to compile.
 HG_SPACE = jaxdarts.SearchSpace(
-    ('none', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3'), num_nodes=1)
+    ('none', 'avg_pool_3x3', 'skip_connect', 'dil_conv_3x3'), num_nodes=1)
 LR, MOMENTUM, WD = 0.05, 0.9, 3e-4
 B1, B2, EPS = 0.9, 0.999, 1e-8
 
@@ -51,17 +51,22 @@ def setup(weight_tx):
   state = jaxdarts.create_search_state(
       jax.random.key(0), model, train['image'], weight_tx=weight_tx,
       weight_lr=LR, hypergradient='exact')
-  state = state.replace(params=f64(state.params), alphas=jax.tree.map(
-      lambda a: a.astype(jnp.float64) * 500., state.alphas),  # non-uniform
-                        batch_stats=f64(state.batch_stats))
-  # One real step so the momentum / Adam moments are non-zero.
-  fake_grads = jax.tree.map(lambda p: 0.1 * jnp.sin(jnp.arange(p.size).reshape(
-      p.shape) + 1.), state.params)
-  opt_state = weight_tx.init(state.params)
-  _, opt_state = weight_tx.update(fake_grads, opt_state, state.params)
-  state = state.replace(weight_opt_state=opt_state)
-  train, val = f64(train), f64(val)
-  return state, train, val
+
+  @jax.jit  # One program: op by op, this set-up takes longer than the test.
+  def to_f64_with_history(state, train, val):
+    params = f64(state.params)
+    # One real step so the momentum / Adam moments are non-zero.
+    fake_grads = jax.tree.map(lambda p: 0.1 * jnp.sin(
+        jnp.arange(p.size).reshape(p.shape) + 1.), params)
+    _, opt_state = weight_tx.update(fake_grads, weight_tx.init(params), params)
+    state = state.replace(
+        params=params, batch_stats=f64(state.batch_stats),
+        alphas=jax.tree.map(lambda a: a.astype(jnp.float64) * 500.,
+                            state.alphas),  # non-uniform
+        weight_opt_state=opt_state)
+    return state, f64(train), f64(val)
+
+  return to_f64_with_history(state, train, val)
 
 
 def problem_for(state, train, val):
@@ -111,20 +116,22 @@ def unrolled_reference(state, train, val, virtual_by_hand):
 
 @pytest.fixture(scope='module')
 def sgd_case():
+  """The state, batches, their bilevel problem and its first-order result."""
   state, train, val = setup(sgd_tx())
-  exact, _ = jax.jit(hg.exact, static_argnums=0)(
-      problem_for(state, train, val), state.params, state.alphas)
-  return state, train, val, exact
+  problem = problem_for(state, train, val)
+  first_order = jax.jit(hg.first_order, static_argnums=0)(
+      problem, state.params, state.alphas)
+  return state, train, val, problem, first_order
 
 
 def test_exact_equals_autodiff_of_the_unrolled_sgd_objective(sgd_case):
-  state, train, val, exact = sgd_case
+  state, train, val, problem, (first, _) = sgd_case
+  exact, _ = jax.jit(hg.exact, static_argnums=0)(
+      problem, state.params, state.alphas)
   expected = jax.jit(unrolled_reference, static_argnums=3)(
       state, train, val, sgd_virtual_by_hand)
   assert rel_err(exact, expected) < 1e-6
   # The second-order term matters: the first-order gradient is different.
-  first, _ = jax.jit(hg.first_order, static_argnums=0)(
-      problem_for(state, train, val), state.params, state.alphas)
   assert rel_err(first, expected) > 1e-4
 
 
@@ -167,9 +174,9 @@ def smooth_problem():
 
 def test_finite_difference_agrees_with_exact():
   problem, params, alphas = smooth_problem()
-  fd, _ = hg.finite_difference(problem, params, alphas)
-  exact, _ = hg.exact(problem, params, alphas)
-  first, _ = hg.first_order(problem, params, alphas)
+  fd, exact, first = (jax.jit(method, static_argnums=0)(
+      problem, params, alphas)[0] for method in (
+          hg.finite_difference, hg.exact, hg.first_order))
   assert rel_err(fd, exact) < 1e-2
   assert rel_err(first, exact) > 10 * rel_err(fd, exact)
 
@@ -184,9 +191,7 @@ def test_unrolled_is_exact_for_adam():
 
 
 def test_first_order_is_the_plain_alpha_gradient(sgd_case):
-  state, train, val, _ = sgd_case
-  got, (loss, _) = jax.jit(hg.first_order, static_argnums=0)(
-      problem_for(state, train, val), state.params, state.alphas)
+  state, _, val, _, (got, (loss, _)) = sgd_case
   val_loss = _loss_fn(state, val)
   expected = jax.jit(jax.grad(lambda a: val_loss(state.params, a)[0]))(
       state.alphas)

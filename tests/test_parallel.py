@@ -110,7 +110,8 @@ def assert_same_leaves(path: Path, expected_path: Path) -> None:
 
 
 @pytest.mark.parametrize('method', multidevice.METHODS)
-def test_pmap_and_mesh_search_steps_equal_one_device(runs, method):
+def test_mapped_search_steps_equal_one_device(runs, method):
+  """On the mesh for every method, also pmapped for the first."""
   assert_check(runs.report, f'search_step/{method}')
 
 

@@ -7,6 +7,7 @@ compiled step.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
@@ -107,12 +108,14 @@ def test_run_writes_outputs(reference):
 def test_final_variables_reproduce_logits(reference):
   config, workdir, result = reference
   model, images = _model_and_images(config, SEARCHED)
-  template = model.init(jax.random.PRNGKey(1), images, train=False)
+  template = jax.eval_shape(functools.partial(model.init, train=False),
+                            jax.random.PRNGKey(1), images)
   variables = flax.serialization.from_bytes(
       template, (workdir / 'final_variables.msgpack').read_bytes())
-  expected = model.apply(result.state.variables, images, train=False)
-  np.testing.assert_allclose(model.apply(variables, images, train=False),
-                             expected, rtol=1e-5, atol=1e-5)
+  apply = jax.jit(functools.partial(model.apply, train=False))
+  np.testing.assert_allclose(apply(variables, images),
+                             apply(result.state.variables, images),
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_rerun_on_finished_workdir_reports(reference, caplog):
