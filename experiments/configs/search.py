@@ -85,7 +85,7 @@ def first_order() -> ml_collections.ConfigDict:
   The paper reports 1.5 GPU-days for first order on a 1080Ti and a retrained
   test error of 3.00 +- 0.14 % for the derived cell. Not run to completion
   here: on the 2-core development CPU the step compiles in under 3 minutes
-  and takes about 10 s at batch 16 (``benchmarks/search_step.py``), so the
+  and takes 9-12 s at batch 16 (``benchmarks/search_step.py``), so the
   19,500 steps of batch 64 would take weeks: this preset is for a GPU
   (``benchmarks/gpu.sh`` projects its wall time there).
   """
