@@ -18,7 +18,7 @@ from tiny import MicroSupernet, random_batch, tiny_model
 
 # One node per cell keeps the float64 second-order programs quick to compile.
 HG_SPACE = jaxdarts.SearchSpace(
-    ('none', 'avg_pool_3x3', 'skip_connect', 'dil_conv_3x3'), num_nodes=1)
+    ('none', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3'), num_nodes=1)
 LR, MOMENTUM, WD = 0.05, 0.9, 3e-4
 B1, B2, EPS = 0.9, 0.999, 1e-8
 
