@@ -38,7 +38,7 @@ flags.DEFINE_integer('channels', 16, 'Initial channels C.')
 flags.DEFINE_integer('layers', 8, 'Cells.')
 flags.DEFINE_integer('image_size', 32, 'Image height and width.')
 flags.DEFINE_integer('steps', 5, 'Timed steps after one warm-up step.')
-flags.DEFINE_bool('scan_cells', True, 'Scan over stretches of equal cells.')
+flags.DEFINE_bool('scan_cells', True, "Scan over each stage's normal cells.")
 flags.DEFINE_bool('remat_cells', False, 'Rematerialise cells in backward.')
 flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'],
                   'Activation and convolution dtype.')

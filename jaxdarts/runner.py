@@ -153,7 +153,6 @@ def _model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
       'model.layers': config.model.layers,
       'model.num_nodes': config.model.num_nodes,
       'model.primitives': list(config.model.primitives),
-      'model.scan_cells': config.model.scan_cells,  # Stacks cells' weights.
       'search.batch_size': config.search.batch_size,
       'search.epochs': config.search.epochs,
       'search.seed': config.search.seed,

@@ -72,14 +72,29 @@ class SearchCell(nn.Module):
   bn_axis_name: str | None = None
   depthwise: str | None = None
 
+  def preprocessor(self, slot: int) -> nn.Module:
+    """The unbound module that brings input ``slot`` (0 or 1) to C channels
+    at the cell's input resolution: a factorized reduce for ``s0`` after a
+    reduction cell, a ReLU-1x1 conv-BN otherwise."""
+    c, bn = self.channels, self.bn_axis_name
+    if slot == 0 and self.reduction_prev:
+      return ops.FactorizedReduce(c, False, bn, parent=None)
+    return ops.ReLUConvBN(c, False, bn, parent=None)
+
   @nn.compact
-  def __call__(self, s0, s1, weights, train: bool):
+  def __call__(self, s0, s1, weights, train: bool, *,
+               preprocessed: bool = False):
+    """The cell's output ``[N, H, W, num_nodes * C]``.
+
+    With ``preprocessed``, ``s0`` and ``s1`` are already the preprocessors'
+    outputs (``[N, H, W, C]``) and only the DAG of mixed ops runs.
+    """
     c, space, bn = self.channels, self.space, self.bn_axis_name
-    if self.reduction_prev:
-      s0 = ops.FactorizedReduce(c, False, bn, name='preprocess0')(s0, train)
-    else:
-      s0 = ops.ReLUConvBN(c, False, bn, name='preprocess0')(s0, train)
-    s1 = ops.ReLUConvBN(c, False, bn, name='preprocess1')(s1, train)
+    if not preprocessed:
+      s0 = self.preprocessor(0).clone(parent=self, name='preprocess0')(
+          s0, train)
+      s1 = self.preprocessor(1).clone(parent=self, name='preprocess1')(
+          s1, train)
 
     n = space.num_nodes
     edge_ops = functools.partial(self._edge_ops, c, bn, train)
@@ -115,15 +130,15 @@ class SearchCell(nn.Module):
                   self.depthwise, name=name)
 
 
-class _ScanBody(nn.Module):
-  """One step of a scan over identical cells: ``(s0, s1) -> (s1, cell)``."""
-  cell: Callable[..., nn.Module]
-  train: bool
+# Scanning a stage's normal cells pays from three of them: at two (the
+# paper's 8-cell supernet), the scan compiles 37% slower and runs 12% slower
+# than the two cells unrolled, as the scan must store every residual its
+# backward pass reads (measured 2026-11-29, README).
+MIN_SCAN = 3
 
-  @nn.compact
-  def __call__(self, carry, weights):
-    s0, s1 = carry
-    return (s1, self.cell(name='cell')(s0, s1, weights, self.train)), None
+
+def _stack(trees):
+  return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
 class SearchNetwork(nn.Module):
@@ -140,11 +155,11 @@ class SearchNetwork(nn.Module):
     stem_multiplier: stem channels / C (3 in the paper).
     mixing: maps one cell type's alphas ``[E, K]`` to mixing weights.
     bn_axis_name: average BatchNorm statistics over this mapped axis.
-    scan_cells: run each stretch of identical normal cells (same input and
-      output shapes: all but the first two cells of a stage) as one
-      ``nn.scan``, so XLA compiles one cell per stretch and compile time
-      stays flat as ``layers`` grows. Their weights are stacked under
-      ``cells_{first}_to_{last}``. Same mathematics either way.
+    scan_cells: run the normal cells of each stage (those between two
+      reduction cells) as one ``lax.scan`` where the stage has at least
+      :data:`MIN_SCAN` of them, so XLA compiles one normal cell per stage
+      and compile time stays flat as ``layers`` grows. Same variables and
+      same mathematics either way.
     remat_cells: recompute each cell's activations in the backward pass
       (``nn.remat``) instead of keeping them: less memory, more compute.
     depthwise: depthwise convolution implementation, None for the
@@ -187,26 +202,111 @@ class SearchNetwork(nn.Module):
     return self.channels * 2**sum(r <= i for r in reduction_cells(self.layers))
 
   def cell_runs(self) -> list[tuple[int, ...]]:
-    """The cells in order, grouped into the stretches that are scanned.
-
-    Consecutive normal cells whose inputs both have the cell's output shape
-    (``num_nodes * C`` channels, same resolution) are one stretch: all but
-    the first two cells of a stage, or of the first stage all cells when
-    the stem has ``num_nodes * C`` channels too.
-    """
+    """The cells in order, grouped as they run: with ``scan_cells``, the
+    normal cells of a stage are one group (one scan) when there are at least
+    :data:`MIN_SCAN` of them; every other cell is a group of its own."""
     reductions = reduction_cells(self.layers)
-    n = self.space.num_nodes
-    runs, last = [], None
-    c_prev_prev = c_prev = self.stem_multiplier * self.channels
-    for i in range(self.layers):
-      c = self._cell_channels(i)
-      shape = (c_prev_prev, c_prev, c, i in reductions, i - 1 in reductions)
-      if (self.scan_cells and shape == last == (n * c, n * c, c, False, False)):
-        runs[-1] += (i,)
+    stages = [(0, reductions[0]), (reductions[0] + 1, reductions[1]),
+              (reductions[1] + 1, self.layers)]
+    runs = []
+    for first, end in stages:
+      if self.scan_cells and end - first >= MIN_SCAN:
+        runs.append(tuple(range(first, end)))
       else:
-        runs.append((i,))
-      last, c_prev_prev, c_prev = shape, c_prev, n * c
+        runs += [(i,) for i in range(first, end)]
+      if end < self.layers:
+        runs.append((end,))
     return runs
+
+  def _cell(self, i: int, module=SearchCell, **kwargs) -> SearchCell:
+    reductions = reduction_cells(self.layers)
+    return module(self.space, self._cell_channels(i), i in reductions,
+                  i - 1 in reductions, self.bn_axis_name, self.depthwise,
+                  **kwargs)
+
+  def _scan_cells(self, run, s0, s1, weights, train):
+    """Cells ``run`` (one stage's normal cells) as one ``lax.scan``.
+
+    Every cell of the run has the same shapes once its inputs are
+    preprocessed, so the scan body is one cell applied to its own weights
+    (each cell keeps its variables under ``cell_{i}``; they are stacked
+    here). The body preprocesses both inputs with a ReLU-1x1 conv-BN. The
+    inputs the run receives from before it may not fit that (a
+    factorized reduce after a reduction cell, the stem's channels in the
+    first stage): those are preprocessed outside the scan by their cell's
+    own preprocessor, and the body takes them in place of its own output,
+    which it computes with zero weights and drops.
+    """
+    cells = [self._cell(i, parent=None) for i in run]
+    c = cells[0].channels
+    uniform = s1.shape[:3] + (self.space.num_nodes * c,)
+    variables = self.variables
+    stats = variables.get('batch_stats', {})
+    cell_vars = [{'params': variables['params'][f'cell_{i}'],
+                  'batch_stats': stats[f'cell_{i}']} for i in run]
+
+    def part(tree, key):
+      return {col: tree[col][key] for col in tree if key in tree[col]}
+
+    def apply(module, tree, *args, **kwargs):
+      return module.apply(tree, *args, train, mutable=['batch_stats'],
+                          **kwargs)
+
+    # (cell k, input slot) -> its preprocessed input, where computed here.
+    outside, new_stats = {}, [{} for _ in run]
+    for k, slot, state in [(0, 0, s0), (0, 1, s1), (1, 0, s1)]:
+      if state.shape != uniform:
+        pre = f'preprocess{slot}'
+        outside[k, slot], updates = apply(cells[k].preprocessor(slot),
+                                          part(cell_vars[k], pre), state)
+        new_stats[k][pre] = updates['batch_stats']
+    rcb = cells[-1].preprocessor(1)
+    zeros = jax.tree.map(
+        lambda a: jnp.zeros(a.shape, a.dtype),
+        jax.eval_shape(functools.partial(rcb.init, train=False),
+                       jax.random.key(0), jax.ShapeDtypeStruct(uniform,
+                                                               s1.dtype)))
+    pre_vars, given = [], []
+    for slot in (0, 1):
+      pre = f'preprocess{slot}'
+      pre_vars.append(_stack([zeros if (k, slot) in outside else
+                              part(tree, pre) for k, tree in
+                              enumerate(cell_vars)]))
+      given.append(jnp.stack([
+          outside.get((k, slot), jnp.zeros(uniform[:3] + (c,), s1.dtype))
+          for k in range(len(run))]))
+    dag_vars = _stack([{col: {key: v for key, v in tree[col].items()
+                              if not key.startswith('preprocess')}
+                        for col in tree} for tree in cell_vars])
+    use_given = jnp.array([[(k, slot) in outside for slot in (0, 1)]
+                           for k in range(len(run))])
+
+    def body(carry, xs):
+      pre_vars, given, use_given, dag_vars = xs
+      inputs, pre_stats = [], []
+      for slot, state in enumerate(carry):
+        y, updates = apply(rcb, pre_vars[slot], state)
+        inputs.append(jnp.where(use_given[slot], given[slot], y))
+        pre_stats.append(updates['batch_stats'])
+      out, updates = apply(cells[0], dag_vars, *inputs, weights,
+                           preprocessed=True)
+      return (carry[1], out), (pre_stats, updates['batch_stats'])
+
+    if self.remat_cells:
+      body = jax.checkpoint(body, prevent_cse=False)
+    carry = tuple(s if s.shape == uniform else jnp.zeros(uniform, s.dtype)
+                  for s in (s0, s1))
+    (s0, s1), (pre_stats, dag_stats) = jax.lax.scan(
+        body, carry, (pre_vars, given, use_given, dag_vars))
+    if self.is_mutable_collection('batch_stats'):
+      for k, i in enumerate(run):
+        tree = jax.tree.map(lambda a: a[k], dag_stats)
+        for slot in (0, 1):
+          tree[f'preprocess{slot}'] = new_stats[k].get(
+              f'preprocess{slot}',
+              jax.tree.map(lambda a: a[k], pre_stats[slot]))
+        self.put_variable('batch_stats', f'cell_{i}', tree)
+    return s0, s1
 
   @nn.compact
   def __call__(self, images, alphas, train: bool):
@@ -220,24 +320,16 @@ class SearchNetwork(nn.Module):
 
     stem_dtype = x.dtype
     s0 = s1 = x.astype(self.compute_dtype or stem_dtype)
-    reductions = reduction_cells(self.layers)
-    cell_type = SearchCell
-    if self.remat_cells:
-      cell_type = nn.remat(SearchCell, static_argnums=(4,))
     for run in self.cell_runs():
-      reduction, reduction_prev = run[0] in reductions, run[0] - 1 in reductions
-      cell = functools.partial(
-          cell_type, self.space, self._cell_channels(run[0]), reduction,
-          reduction_prev, bn, self.depthwise)
-      kind = 'reduce' if reduction else 'normal'
-      if len(run) == 1:
-        s0, s1 = s1, cell(name=f'cell_{run[0]}')(s0, s1, weights[kind], train)
-      else:
-        scan = nn.scan(_ScanBody, variable_axes={'params': 0, 'batch_stats': 0},
-                       split_rngs={'params': True}, in_axes=nn.broadcast,
-                       length=len(run))
-        (s0, s1), _ = scan(cell, train, name=f'cells_{run[0]}_to_{run[-1]}')(
-            (s0, s1), weights[kind])
+      kind = 'reduce' if run[0] in reduction_cells(self.layers) else 'normal'
+      if len(run) > 1 and not self.is_initializing():
+        s0, s1 = self._scan_cells(run, s0, s1, weights[kind], train)
+        continue
+      for i in run:  # init always runs here: it creates every cell's weights
+        module = (nn.remat(SearchCell, static_argnums=(4,))
+                  if self.remat_cells else SearchCell)
+        cell = self._cell(i, module, name=f'cell_{i}')
+        s0, s1 = s1, cell(s0, s1, weights[kind], train)
     x = jnp.mean(s1.astype(stem_dtype), axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops.torch_conv_init,
                     name='classifier')(x)

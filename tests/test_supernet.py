@@ -11,6 +11,7 @@ import pytest
 
 import jaxdarts
 from jaxdarts import ops
+from jaxdarts import supernet
 from tiny import TINY_SPACE, random_batch, tiny_model
 
 
@@ -152,34 +153,39 @@ def test_edge_ops_equal_a_plain_relu_conv_bn_composition(stride):
     np.testing.assert_allclose(outs[name], expected, rtol=1e-4, atol=1e-4)
 
 
-def stack_cells(params, runs):
-  """The scanned network's weights from the unscanned network's."""
-  stacked = {k: v for k, v in params.items() if not k.startswith('cell_')}
-  for run in runs:
-    if len(run) == 1:
-      stacked[f'cell_{run[0]}'] = params[f'cell_{run[0]}']
-    else:
-      cells = [params[f'cell_{i}'] for i in run]
-      stacked[f'cells_{run[0]}_to_{run[-1]}'] = {
-          'cell': jax.tree.map(lambda *a: jnp.stack(a), *cells)}
-  return stacked
+def test_stages_with_three_or_more_normal_cells_are_scanned():
+  runs = {layers: jaxdarts.SearchNetwork(10, layers=layers).cell_runs()
+          for layers in (8, 11, 20)}
+  assert runs[8] == [(i,) for i in range(8)]  # two per stage: unrolled
+  assert runs[11] == [(0, 1, 2), (3,), (4, 5, 6), (7,), (8, 9, 10)]
+  assert runs[20] == [tuple(range(6)), (6,), tuple(range(7, 13)), (13,),
+                      tuple(range(14, 20))]
+  assert jaxdarts.SearchNetwork(10, layers=20, scan_cells=False).cell_runs(
+  ) == [(i,) for i in range(20)]
 
 
-def test_scanned_and_rematerialised_cells_compute_the_same_network():
-  # 6 cells and a stem of num_nodes * C channels: cells 0 and 1 are a run.
-  space = jaxdarts.SearchSpace(('none', 'avg_pool_3x3', 'skip_connect'), 2)
-  kwargs = dict(channels=4, layers=6, space=space, stem_multiplier=2)
+def test_scanned_and_rematerialised_cells_compute_the_same_network(
+    monkeypatch):
+  # Scanning two-cell stages (not done by default) keeps the test small.
+  # With 7 cells the stages' normal cells are then (0, 1), (3,) and (5, 6);
+  # stage 1 receives the stem (3C channels, not 4C), stage 3 a factorized
+  # reduce: both ways into a scan that preprocesses outside it.
+  monkeypatch.setattr(supernet, 'MIN_SCAN', 2)
+  space = jaxdarts.SearchSpace(('none', 'skip_connect', 'sep_conv_3x3'), 2)
+  kwargs = dict(channels=4, layers=7, space=space, stem_multiplier=3)
   plain = jaxdarts.SearchNetwork(4, scan_cells=False, **kwargs)
   # Both transformations at once: each alone is the special case.
-  variants = [jaxdarts.SearchNetwork(4, remat_cells=True, **kwargs)]
-  runs = variants[0].cell_runs()
-  assert runs[0] == (0, 1) and all(len(r) == 1 for r in runs[1:])
+  scanned = jaxdarts.SearchNetwork(4, remat_cells=True, **kwargs)
+  assert scanned.cell_runs() == [(0, 1), (2,), (3,), (4,), (5, 6)]
   batch = random_batch(0, batch=4)
   alphas = plain.init_alphas(jax.random.key(1), scale=1.0)
   variables = jax.jit(functools.partial(plain.init, train=False))(
       jax.random.key(0), batch['image'], alphas)
+  assert jax.tree.structure(variables) == jax.tree.structure(jax.eval_shape(
+      functools.partial(scanned.init, train=False), jax.random.key(0),
+      batch['image'], alphas))
 
-  def loss_and_grads(model, variables):
+  def results(model):
     def loss(params, alphas):
       logits, updates = model.apply(
           {'params': params, 'batch_stats': variables['batch_stats']},
@@ -187,22 +193,14 @@ def test_scanned_and_rematerialised_cells_compute_the_same_network():
       xent = optax.softmax_cross_entropy_with_integer_labels(
           logits, batch['label']).mean()
       return xent, updates['batch_stats']
-    return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
+    evaluation = jax.jit(functools.partial(model.apply, train=False))(
+        variables, batch['image'], alphas)
+    return evaluation, jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
         variables['params'], alphas)
 
-  (loss, stats), (grads, alpha_grads) = loss_and_grads(plain, variables)
-  for model in variants:
-    convert = ((lambda t: stack_cells(t, runs)) if model.scan_cells
-               else (lambda t: t))
-    (got_loss, got_stats), (got_grads, got_alpha_grads) = loss_and_grads(
-        model, {k: convert(v) for k, v in variables.items()})
-    np.testing.assert_allclose(got_loss, loss, rtol=1e-6)
-    for got, expected in [(got_stats, convert(stats)),
-                          (got_grads, convert(grads)),
-                          (got_alpha_grads, alpha_grads)]:
-      jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5,
-                                     atol=1e-6), got, expected)
-
+  # Scanned, the cells' sums run in another order: float32 rounding only.
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4,
+                                 atol=1e-5), results(scanned), results(plain))
 
 
 def test_bfloat16_compute_stays_close_to_float32():

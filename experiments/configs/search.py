@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.num_nodes = 4
   config.model.primitives = DARTS_PRIMITIVES
   # Performance knobs; none changes the mathematics (jaxdarts.SearchNetwork).
-  config.model.scan_cells = True  # Compile one cell per stretch of equal ones.
+  config.model.scan_cells = True  # Compile one normal cell per stage.
   config.model.remat_cells = False  # Recompute cells in backward: less memory.
   config.model.compute_dtype = 'float32'  # | 'bfloat16' (mixed precision)
   config.model.depthwise = ''  # '' = per backend | 'shift' | 'conv'
