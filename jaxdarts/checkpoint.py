@@ -260,13 +260,17 @@ class Checkpointer:
     return state, dict(meta['extra'])
 
   def _check_config(self, stored: Mapping[str, Any] | None) -> None:
-    """Raises if the stored model config differs from the current one."""
+    """Raises if the stored model config differs from the current one.
+
+    Only the current config's fields count: one that only the checkpoint
+    has was retired (e.g. ``model.scan_cells``, which no longer changes the
+    variables) and does not block a resume.
+    """
     if stored is None or self._model_config is None:
       return
     current = self._model_config
-    fields = sorted(
-        k for k in set(stored) | set(current)
-        if stored.get(k, _ABSENT) != current.get(k, _ABSENT))
+    fields = sorted(k for k in current
+                    if stored.get(k, _ABSENT) != current[k])
     if not fields:
       return
     was = ', '.join(f'{k}={_show(stored.get(k, _ABSENT))}' for k in fields)
