@@ -171,7 +171,7 @@ def test_scanned_and_rematerialised_cells_compute_the_same_network(
   # stage 1 receives the stem (3C channels, not 4C), stage 3 a factorized
   # reduce: both ways into a scan that preprocesses outside it.
   monkeypatch.setattr(supernet, 'MIN_SCAN', 2)
-  space = jaxdarts.SearchSpace(('none', 'skip_connect', 'sep_conv_3x3'), 2)
+  space = jaxdarts.SearchSpace(('none', 'avg_pool_3x3', 'skip_connect'), 2)
   kwargs = dict(channels=4, layers=7, space=space, stem_multiplier=3)
   plain = jaxdarts.SearchNetwork(4, scan_cells=False, **kwargs)
   # Both transformations at once: each alone is the special case.
