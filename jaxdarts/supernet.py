@@ -320,14 +320,14 @@ class SearchNetwork(nn.Module):
 
     stem_dtype = x.dtype
     s0 = s1 = x.astype(self.compute_dtype or stem_dtype)
+    module = (nn.remat(SearchCell, static_argnums=(4,)) if self.remat_cells
+              else SearchCell)
     for run in self.cell_runs():
       kind = 'reduce' if run[0] in reduction_cells(self.layers) else 'normal'
       if len(run) > 1 and not self.is_initializing():
         s0, s1 = self._scan_cells(run, s0, s1, weights[kind], train)
         continue
       for i in run:  # init always runs here: it creates every cell's weights
-        module = (nn.remat(SearchCell, static_argnums=(4,))
-                  if self.remat_cells else SearchCell)
         cell = self._cell(i, module, name=f'cell_{i}')
         s0, s1 = s1, cell(s0, s1, weights[kind], train)
     x = jnp.mean(s1.astype(stem_dtype), axis=(1, 2))

@@ -198,9 +198,8 @@ def test_scanned_and_rematerialised_cells_compute_the_same_network(
     return evaluation, jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
         variables['params'], alphas)
 
-  # Scanned, the cells' sums run in another order: float32 rounding only.
-  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4,
-                                 atol=1e-5), results(scanned), results(plain))
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5,
+                                 atol=1e-6), results(scanned), results(plain))
 
 
 def test_bfloat16_compute_stays_close_to_float32():
