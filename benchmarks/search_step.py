@@ -74,6 +74,7 @@ def measure(method: str, batch_size: int, devices: int) -> dict:
   trace_s = time.perf_counter() - start
   compiled = lowered.compile()
   compile_s = time.perf_counter() - start - trace_s
+  memory = compiled.memory_analysis()
   state, metrics = compiled(state, train, val)
   jax.block_until_ready(metrics)
   times = []
@@ -90,7 +91,9 @@ def measure(method: str, batch_size: int, devices: int) -> dict:
   return {'method': method, 'batch': batch_size, 'devices': devices,
           'trace_s': trace_s,
           'compile_s': compile_s, 'step_s': statistics.median(times),
-          'peak_gib': peak_gib, 'backend': jax.default_backend()}
+          'peak_gib': peak_gib, 'backend': jax.default_backend(),
+          # What the compiled step allocates beyond its inputs and outputs.
+          'temp_gib': memory.temp_size_in_bytes / 2**30 if memory else None}
 
 
 def paper_search_hours(step_s: float, batch_size: int) -> float:
@@ -112,7 +115,7 @@ def main(argv):
         f'depthwise={FLAGS.depthwise or "per backend"}', flush=True)
   print(f'{"method":<18} {"batch":>5} {"dev":>3} {"trace s":>8} '
         f'{"compile s":>10} {"s/step":>8} {"steps/s":>8} {"img/s/dev":>9} '
-        f'{"peak GiB":>9} {"search h":>9}', flush=True)
+        f'{"peak GiB":>9} {"temp GiB":>9} {"search h":>9}', flush=True)
   passthrough = [a for a in sys.argv[1:] if not a.startswith(
       ('--batch_sizes', '--methods', '--devices'))]
   for devices in map(int, FLAGS.devices):
@@ -130,7 +133,7 @@ def main(argv):
         print(f'{method:<18} {r["batch"]:>5} {devices:>3} {r["trace_s"]:>8.1f} '
               f'{r["compile_s"]:>10.1f} {r["step_s"]:>8.2f} '
               f'{1 / r["step_s"]:>8.2f} {r["batch"] / r["step_s"]:>9.1f} '
-              f'{r["peak_gib"]:>9.2f} '
+              f'{r["peak_gib"]:>9.2f} {r["temp_gib"] or float("nan"):>9.2f} '
               f'{paper_search_hours(r["step_s"], r["batch"] * devices):>9.2f}',
               flush=True)
 

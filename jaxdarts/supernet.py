@@ -137,6 +137,39 @@ class SearchCell(nn.Module):
 MIN_SCAN = 3
 
 
+def rematerialized(fn: Callable) -> Callable:
+  """``fn``, whose reverse-mode derivative keeps only its inputs.
+
+  The backward pass recomputes ``fn``'s activations from its inputs once
+  the cotangent of its output exists, so the backward pass holds one
+  cell's activations at a time. ``jax.checkpoint`` orders the
+  recomputation with an optimisation barrier, which XLA:CPU removes before
+  it schedules: there it scheduled the recomputations early and saved no
+  memory. Here the order is a data dependence.
+  Forward mode works over reverse mode (``jax.jvp`` of a gradient, as the
+  ``exact`` hypergradient takes), not on ``fn`` alone.
+  """
+
+  @jax.custom_vjp
+  def call(*args):
+    return fn(*args)
+
+  def forward(*args):
+    return fn(*args), args
+
+  def backward(args, cotangents):
+    # Zero times an element of the cotangent, added to every input: XLA
+    # keeps the dependence (it does not fold x * 0 for floats).
+    zero = 0 * jax.tree.leaves(cotangents)[0].reshape(-1)[0]
+    args = jax.tree.map(
+        lambda a: a + zero.astype(a.dtype)
+        if jnp.issubdtype(a.dtype, jnp.floating) else a, args)
+    return jax.vjp(fn, *args)[1](cotangents)
+
+  call.defvjp(forward, backward)
+  return call
+
+
 def _stack(trees):
   return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
@@ -160,8 +193,9 @@ class SearchNetwork(nn.Module):
       :data:`MIN_SCAN` of them, so XLA compiles one normal cell per stage
       and compile time stays flat as ``layers`` grows. Same variables and
       same mathematics either way.
-    remat_cells: recompute each cell's activations in the backward pass
-      (``nn.remat``) instead of keeping them: less memory, more compute.
+    remat_cells: keep only each cell's inputs for the backward pass and
+      recompute its activations there (see :func:`rematerialized`): less
+      memory, more compute.
     depthwise: depthwise convolution implementation, None for the
       backend's faster one (see :mod:`jaxdarts.depthwise`).
     compute_dtype: dtype of the cells' activations and convolutions, e.g.
@@ -218,11 +252,26 @@ class SearchNetwork(nn.Module):
         runs.append((end,))
     return runs
 
-  def _cell(self, i: int, module=SearchCell, **kwargs) -> SearchCell:
+  def _cell(self, i: int, **kwargs) -> SearchCell:
     reductions = reduction_cells(self.layers)
-    return module(self.space, self._cell_channels(i), i in reductions,
+    return SearchCell(self.space, self._cell_channels(i), i in reductions,
                   i - 1 in reductions, self.bn_axis_name, self.depthwise,
                   **kwargs)
+
+  def _remat_cell(self, i, s0, s1, weights, train):
+    """Cell ``i``, its activations recomputed in the backward pass."""
+    cell = self._cell(i, parent=None)
+    variables = {col: tree[f'cell_{i}'] for col, tree in self.variables.items()
+                 if f'cell_{i}' in tree}
+
+    def apply(variables, s0, s1, weights):
+      return cell.apply(variables, s0, s1, weights, train,
+                        mutable=['batch_stats'])
+
+    out, updates = rematerialized(apply)(variables, s0, s1, weights)
+    if self.is_mutable_collection('batch_stats'):
+      self.put_variable('batch_stats', f'cell_{i}', updates['batch_stats'])
+    return out
 
   def _scan_cells(self, run, s0, s1, weights, train):
     """Cells ``run`` (one stage's normal cells) as one ``lax.scan``.
@@ -320,16 +369,17 @@ class SearchNetwork(nn.Module):
 
     stem_dtype = x.dtype
     s0 = s1 = x.astype(self.compute_dtype or stem_dtype)
-    module = (nn.remat(SearchCell, static_argnums=(4,)) if self.remat_cells
-              else SearchCell)
     for run in self.cell_runs():
       kind = 'reduce' if run[0] in reduction_cells(self.layers) else 'normal'
       if len(run) > 1 and not self.is_initializing():
         s0, s1 = self._scan_cells(run, s0, s1, weights[kind], train)
         continue
       for i in run:  # init always runs here: it creates every cell's weights
-        cell = self._cell(i, module, name=f'cell_{i}')
-        s0, s1 = s1, cell(s0, s1, weights[kind], train)
+        if self.remat_cells and not self.is_initializing():
+          out = self._remat_cell(i, s0, s1, weights[kind], train)
+        else:
+          out = self._cell(i, name=f'cell_{i}')(s0, s1, weights[kind], train)
+        s0, s1 = s1, out
     x = jnp.mean(s1.astype(stem_dtype), axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops.torch_conv_init,
                     name='classifier')(x)
