@@ -255,8 +255,8 @@ class SearchNetwork(nn.Module):
   def _cell(self, i: int, **kwargs) -> SearchCell:
     reductions = reduction_cells(self.layers)
     return SearchCell(self.space, self._cell_channels(i), i in reductions,
-                  i - 1 in reductions, self.bn_axis_name, self.depthwise,
-                  **kwargs)
+                      i - 1 in reductions, self.bn_axis_name, self.depthwise,
+                      **kwargs)
 
   def _remat_cell(self, i, s0, s1, weights, train):
     """Cell ``i``, its activations recomputed in the backward pass."""
