@@ -195,7 +195,9 @@ class SearchNetwork(nn.Module):
       same mathematics either way.
     remat_cells: keep only each cell's inputs for the backward pass and
       recompute its activations there (see :func:`rematerialized`): less
-      memory, more compute.
+      memory, more compute. Measured for the first-order step; it does not
+      help ``exact``, whose linearised training gradient keeps the
+      residuals of the whole backward pass, recomputation included.
     depthwise: depthwise convolution implementation, None for the
       backend's faster one (see :mod:`jaxdarts.depthwise`).
     compute_dtype: dtype of the cells' activations and convolutions, e.g.
