@@ -260,17 +260,21 @@ class SearchNetwork(nn.Module):
                       i - 1 in reductions, self.bn_axis_name, self.depthwise,
                       **kwargs)
 
+  def _cell_variables(self, i: int) -> dict:
+    """Cell ``i``'s variables, for applying its unbound module."""
+    return {col: tree[f'cell_{i}'] for col, tree in self.variables.items()
+            if f'cell_{i}' in tree}
+
   def _remat_cell(self, i, s0, s1, weights, train):
     """Cell ``i``, its activations recomputed in the backward pass."""
     cell = self._cell(i, parent=None)
-    variables = {col: tree[f'cell_{i}'] for col, tree in self.variables.items()
-                 if f'cell_{i}' in tree}
 
     def apply(variables, s0, s1, weights):
       return cell.apply(variables, s0, s1, weights, train,
                         mutable=['batch_stats'])
 
-    out, updates = rematerialized(apply)(variables, s0, s1, weights)
+    out, updates = rematerialized(apply)(self._cell_variables(i), s0, s1,
+                                         weights)
     if self.is_mutable_collection('batch_stats'):
       self.put_variable('batch_stats', f'cell_{i}', updates['batch_stats'])
     return out
@@ -291,10 +295,7 @@ class SearchNetwork(nn.Module):
     cells = [self._cell(i, parent=None) for i in run]
     c = cells[0].channels
     uniform = s1.shape[:3] + (self.space.num_nodes * c,)
-    variables = self.variables
-    stats = variables.get('batch_stats', {})
-    cell_vars = [{'params': variables['params'][f'cell_{i}'],
-                  'batch_stats': stats[f'cell_{i}']} for i in run]
+    cell_vars = [self._cell_variables(i) for i in run]
 
     def part(tree, key):
       return {col: tree[col][key] for col in tree if key in tree[col]}
@@ -343,7 +344,7 @@ class SearchNetwork(nn.Module):
                            preprocessed=True)
       return (carry[1], out), (pre_stats, updates['batch_stats'])
 
-    if self.remat_cells:
+    if self.remat_cells:  # The loop itself orders each recomputation.
       body = jax.checkpoint(body, prevent_cse=False)
     carry = tuple(s if s.shape == uniform else jnp.zeros(uniform, s.dtype)
                   for s in (s0, s1))
