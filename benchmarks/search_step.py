@@ -7,8 +7,9 @@ is that configuration's alone. Random data, the paper's supernet by default
     python benchmarks/search_step.py --batch_sizes=16,64 \
         --methods=first_order,exact --steps=5
 
-The last column projects the paper's 50-epoch CIFAR-10 search from the step
-time. Model flags (``--layers=20``, ``--remat_cells``, ``--compute_dtype=bfloat16``,
+``init s`` is ``create_search_state`` (mostly compiling the
+initialisation), ``trace s`` and ``compile s`` the step's; the last column
+projects the paper's 50-epoch CIFAR-10 search from the step time. Model flags (``--layers=20``, ``--remat_cells``, ``--compute_dtype=bfloat16``,
 ``--depthwise=conv``) measure the performance options.
 
 ``--devices=1,2,4,8`` adds a devices dimension (see the end of the file):
@@ -64,9 +65,11 @@ def measure(method: str, batch_size: int, devices: int) -> dict:
       10, channels=FLAGS.channels, layers=FLAGS.layers,
       scan_cells=FLAGS.scan_cells, remat_cells=FLAGS.remat_cells,
       compute_dtype=FLAGS.compute_dtype, depthwise=FLAGS.depthwise)
+  start = time.perf_counter()
   state = jaxdarts.create_search_state(
       jax.random.key(0), model, np.zeros(shape, np.float32),
       hypergradient=method, num_steps=1000)
+  init_s = time.perf_counter() - start  # Mostly compiling the initialisation.
   step, state, batch = on_devices(devices, state, batch)
   train, val = batch(), batch()
   start = time.perf_counter()
@@ -89,7 +92,7 @@ def measure(method: str, batch_size: int, devices: int) -> dict:
   peak_gib = (stats['peak_bytes_in_use'] / 2**30 if 'peak_bytes_in_use' in stats
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
   return {'method': method, 'batch': batch_size, 'devices': devices,
-          'trace_s': trace_s,
+          'init_s': init_s, 'trace_s': trace_s,
           'compile_s': compile_s, 'step_s': statistics.median(times),
           'peak_gib': peak_gib, 'backend': jax.default_backend(),
           # What the compiled step allocates beyond its inputs and outputs.
@@ -113,7 +116,7 @@ def main(argv):
         f'steps after warm-up; scan_cells={FLAGS.scan_cells}, '
         f'remat_cells={FLAGS.remat_cells}, {FLAGS.compute_dtype}, '
         f'depthwise={FLAGS.depthwise or "per backend"}', flush=True)
-  print(f'{"method":<18} {"batch":>5} {"dev":>3} {"trace s":>8} '
+  print(f'{"method":<18} {"batch":>5} {"dev":>3} {"init s":>7} {"trace s":>8} '
         f'{"compile s":>10} {"s/step":>8} {"steps/s":>8} {"img/s/dev":>9} '
         f'{"peak GiB":>9} {"temp GiB":>9} {"search h":>9}', flush=True)
   passthrough = [a for a in sys.argv[1:] if not a.startswith(
@@ -130,7 +133,8 @@ def main(argv):
                 f'{out.stderr[-2000:]}')
           continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f'{method:<18} {r["batch"]:>5} {devices:>3} {r["trace_s"]:>8.1f} '
+        print(f'{method:<18} {r["batch"]:>5} {devices:>3} {r["init_s"]:>7.1f} '
+              f'{r["trace_s"]:>8.1f} '
               f'{r["compile_s"]:>10.1f} {r["step_s"]:>8.2f} '
               f'{1 / r["step_s"]:>8.2f} {r["batch"] / r["step_s"]:>9.1f} '
               f'{r["peak_gib"]:>9.2f} {r["temp_gib"] or float("nan"):>9.2f} '

@@ -65,7 +65,7 @@ from jaxdarts.checkpoint import Checkpointer, PreemptionGuard
 from jaxdarts.genotype import Genotype
 from jaxdarts.search import (SearchState, create_search_state,
                              default_arch_optimizer, default_weight_optimizer,
-                             eval_step)
+                             eval_step, run_once)
 from jaxdarts.space import CELL_TYPES, SearchSpace
 from jaxdarts.supernet import SearchNetwork
 
@@ -276,7 +276,7 @@ def _restore(ckpt: Checkpointer, initial: Callable[[], Any],
       jax.eval_shape(initial))
   restored = ckpt.restore_latest(target)
   if restored is None:
-    fresh = jax.jit(initial, out_shardings=sharding)()  # On every device.
+    fresh = run_once(initial, out_shardings=sharding)  # On every device.
     return fresh, data_lib.Position()
   state, extra, step = restored
   position = data_lib.Position.from_dict(extra['position'])

@@ -88,6 +88,26 @@ def default_arch_optimizer(*, learning_rate: float = 3e-4, b1: float = 0.5,
                      optax.adam(learning_rate, b1=b1, b2=b2))
 
 
+def run_once(fn: Callable, *args, **jit_kwargs):
+  """``jax.jit(fn, **jit_kwargs)(*args)`` for a program that runs once, such
+  as an initialisation: compiled without XLA's backend optimisations.
+
+  Initialising is one program (op by op is far slower), and almost all of
+  it is random number generation: a threefry hash per weight array, which
+  XLA:CPU's LLVM pipeline optimises for minutes in a program that then runs
+  in a fraction of a second. Unoptimised, the 8-cell supernet's
+  initialisation compiles in 20-38 s instead of 73-90 s on a 2-core CPU and
+  runs in 0.15 s; its values are the same bits (``tests/test_search.py``
+  checks). Under a transformation (``jax.eval_shape``, an enclosing
+  ``jax.jit``) it is ``fn(*args)``, compiled with the enclosing program.
+  """
+  if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)):
+    return fn(*args)
+  compiled = jax.jit(fn, **jit_kwargs).lower(*args).compile(
+      compiler_options={'xla_backend_optimization_level': 0})
+  return compiled(*args)
+
+
 def create_search_state(rng: jax.Array, model: nn.Module, sample_images, *,
                         hypergradient: str = 'first_order',
                         num_steps: int | None = None,
@@ -127,7 +147,6 @@ def create_search_state(rng: jax.Array, model: nn.Module, sample_images, *,
                      'learning rate xi: pass weight_lr= with your weight_tx.')
   arch_tx = arch_tx or default_arch_optimizer()
 
-  @jax.jit  # One program: initialising op by op is far slower.
   def init(rng):
     rng, init_rng, alpha_rng = jax.random.split(rng, 3)
     alphas = model.space.init_alphas(alpha_rng, alpha_init_scale)
@@ -139,7 +158,8 @@ def create_search_state(rng: jax.Array, model: nn.Module, sample_images, *,
                 weight_opt_state=weight_tx.init(params),
                 arch_opt_state=arch_tx.init(alphas), rng=rng)
 
-  return SearchState(**init(rng), model=model, hypergradient=hypergradient,
+  return SearchState(**run_once(init, rng), model=model,
+                     hypergradient=hypergradient,
                      weight_tx=weight_tx, arch_tx=arch_tx, weight_lr=weight_lr)
 
 

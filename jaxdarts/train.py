@@ -18,7 +18,6 @@ caller ramps linearly over training. Use it in your own loop::
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -27,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdarts.search import with_bn_axis
+from jaxdarts.search import run_once, with_bn_axis
 
 PyTree = Any
 Batch = dict[str, jax.Array]  # {'image': [B, H, W, C] float, 'label': [B] int}
@@ -98,9 +97,8 @@ def create_train_state(rng: jax.Array, model: nn.Module, sample_images, *,
       num_steps, learning_rate=learning_rate, momentum=momentum,
       weight_decay=weight_decay, grad_clip=grad_clip)
   rng, init_rng = jax.random.split(rng)
-  shape = jax.ShapeDtypeStruct(sample_images.shape, jnp.float32)
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      init_rng, shape)
+  variables = run_once(lambda key: model.init(
+      key, jnp.zeros(sample_images.shape, jnp.float32), train=False), init_rng)
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get('batch_stats', {}),

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,6 +90,19 @@ def test_batch_norm_statistics_come_from_the_real_weight_step_only(
                state.batch_stats, expected['batch_stats'])
   assert not all(jax.tree.leaves(jax.tree.map(
       lambda a, b: np.allclose(a, b), state.batch_stats, old['batch_stats'])))
+
+
+def test_initialisation_compiled_unoptimised_gives_the_same_values():
+  """``run_once`` (XLA's backend optimisations off) computes the bits that
+  ``jax.jit`` does, so a state's weights do not depend on it."""
+  model = jaxdarts.SearchNetwork(10, channels=4, layers=3, space=TINY_SPACE)
+  alphas = model.init_alphas(jax.random.key(1))
+
+  def init(key):
+    return model.init(key, jnp.zeros((2, 8, 8, 3)), alphas, train=False)
+
+  chex.assert_trees_all_equal(jaxdarts.search.run_once(init, jax.random.key(0)),
+                              jax.jit(init)(jax.random.key(0)))
 
 
 def test_second_order_needs_a_learning_rate():
