@@ -9,7 +9,8 @@ is that configuration's alone. Random data, the paper's supernet by default
 
 ``init s`` is ``create_search_state`` (mostly compiling the
 initialisation), ``trace s`` and ``compile s`` the step's; the last column
-projects the paper's 50-epoch CIFAR-10 search from the step time. Model flags (``--layers=20``, ``--remat_cells``, ``--compute_dtype=bfloat16``,
+projects the paper's 50-epoch CIFAR-10 search from the step time. Model
+flags (``--layers=20``, ``--remat_cells``, ``--compute_dtype=bfloat16``,
 ``--depthwise=conv``) measure the performance options.
 
 ``--devices=1,2,4,8`` adds a devices dimension (see the end of the file):

@@ -276,7 +276,11 @@ def _restore(ckpt: Checkpointer, initial: Callable[[], Any],
       jax.eval_shape(initial))
   restored = ckpt.restore_latest(target)
   if restored is None:
+    logger.info('No checkpoint: initialising a fresh state (compiling its '
+                'program first)')
+    start = time.perf_counter()
     fresh = run_once(initial, out_shardings=sharding)  # On every device.
+    logger.info('Initialised in %.1f s', time.perf_counter() - start)
     return fresh, data_lib.Position()
   state, extra, step = restored
   position = data_lib.Position.from_dict(extra['position'])
