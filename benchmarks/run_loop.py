@@ -1,7 +1,7 @@
 """Overhead of `run_search`'s loop over the bare search step.
 
 Runs a short search on random CIFAR-shaped data (an ``npz:`` dataset in a
-temporary directory, 32x32x3, 10 classes) through `jaxdarts.runner.run_search`
+temporary directory, 32x32x3, 10 classes) through `jaxdarts.run.search.run_search`
 with everything a real run does (input pipeline and augmentation, metrics,
 TensorBoard, checkpoints, the per-epoch supernet evaluation and genotype),
 then times the same compiled step alone on batches already on the device::
@@ -74,13 +74,13 @@ def _search_configs():
 def main(argv):
   del argv
   # pylint: disable=g-import-not-at-top
-  from jaxdarts import parallel
-  from jaxdarts import runner
+  from jaxdarts.core import parallel
+  from jaxdarts.run import search as runner
   # pylint: enable=g-import-not-at-top
 
   clock = _Clock()
-  logging.getLogger('jaxdarts.runner').addHandler(clock)
-  logging.getLogger('jaxdarts.runner').setLevel(logging.INFO)
+  logging.getLogger('jaxdarts.run.search').addHandler(clock)
+  logging.getLogger('jaxdarts.run.search').setLevel(logging.INFO)
   with tempfile.TemporaryDirectory() as tmp:
     config = _search_configs().base_config()
     config.data.name = _dataset(tmp)

@@ -15,7 +15,7 @@ flags (``--layers=20``, ``--remat_cells``, ``--compute_dtype=bfloat16``,
 
 ``--devices=1,2,4,8`` adds a devices dimension (see the end of the file):
 the batch size is then per device, the step the mesh step of
-`jaxdarts.parallel`, and the table gives steps/s and images/s per device.
+`jaxdarts.core.parallel`, and the table gives steps/s and images/s per device.
 On a CPU the devices are fake (they share the cores), so this only shows
 the overhead of the mapping; on a GPU or TPU host it shows the scaling.
 """
@@ -144,7 +144,7 @@ def main(argv):
 
 
 # ---------------------------------------------------------------------------
-# The devices dimension: the mesh step of jaxdarts.parallel on N devices,
+# The devices dimension: the mesh step of jaxdarts.core.parallel on N devices,
 # each with --batch_sizes examples (fake CPU devices where there is no
 # accelerator).
 

@@ -1,4 +1,4 @@
-r"""Runs a DARTS architecture search; see `jaxdarts.runner.run_search`.
+r"""Runs a DARTS architecture search; see `jaxdarts.run.search.run_search`.
 
   python experiments/cifar_search.py \
     --config=experiments/configs/search.py:digits --workdir=/tmp/digits
@@ -14,8 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from jaxdarts import runner
-
+from jaxdarts.run import search as runner
 import multihost
 
 FLAGS = flags.FLAGS

@@ -9,13 +9,12 @@ system they share) with its own ``--process_id``; e.g. on two hosts::
       --coordinator_address=host0:1234 --num_processes=2 --process_id=1
 
 On Cloud TPU pods, SLURM, Open MPI or Kubernetes, ``--distributed`` lets JAX
-find these values itself. See `jaxdarts.parallel.initialize`.
+find these values itself. See `jaxdarts.core.parallel.initialize`.
 """
 
 from absl import flags
 
-from jaxdarts import parallel
-
+from jaxdarts.core import parallel
 _ADDRESS = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0 of a multi-process '
     'run, the same on every process.')

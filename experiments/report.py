@@ -1,4 +1,4 @@
-r"""Writes the HTML report of a search run; see `jaxdarts.report`.
+r"""Writes the HTML report of a search run; see `jaxdarts.viz.report`.
 
   python experiments/report.py --workdir=workdirs/digits
 
@@ -11,8 +11,7 @@ import sys
 from absl import app
 from absl import flags
 
-from jaxdarts import report
-
+from jaxdarts.viz import report
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Workdir of a search run '
                     '(experiments/cifar_search.py --workdir).')

@@ -20,19 +20,21 @@ Where things are:
   :mod:`jaxdarts.report`.
 """
 
-from jaxdarts import counting
-from jaxdarts import genotypes
-from jaxdarts import hypergradient
-from jaxdarts import networks
-from jaxdarts import parallel
-from jaxdarts import train
-from jaxdarts.counting import count_flops, count_params
+from jaxdarts.core import hypergradient
+from jaxdarts.core import parallel
+from jaxdarts.core import train
+from jaxdarts.cost import counting
+from jaxdarts.cost.counting import count_flops, count_params
+from jaxdarts.core.search import (SearchState, create_search_state,
+                                  default_arch_optimizer,
+                                  default_weight_optimizer, eval_step,
+                                  search_step, search_step_fn)
 from jaxdarts.genotype import Genotype, derive_genotype
-from jaxdarts.networks import NetworkCIFAR, NetworkImageNet
-from jaxdarts.search import (SearchState, create_search_state,
-                             default_arch_optimizer, default_weight_optimizer,
-                             eval_step, search_step, search_step_fn)
-from jaxdarts.space import DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
-from jaxdarts.supernet import SearchNetwork
+from jaxdarts.spaces.darts_cnn import genotypes
+from jaxdarts.spaces.darts_cnn import networks
+from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
+from jaxdarts.spaces.darts_cnn.space import (DARTS_PRIMITIVES, DARTS_SPACE,
+                                             SearchSpace)
+from jaxdarts.spaces.darts_cnn.supernet import SearchNetwork
 
 __version__ = '0.1.0'

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxdarts.space import CELL_TYPES, DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
+from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
 
 # Operations a genotype may name when no search space is given: the DARTS
 # primitives except the zero op, plus the extra ops of the reference code

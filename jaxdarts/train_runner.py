@@ -1,7 +1,7 @@
 """The impure loop around the retraining step: `run_train(config, workdir)`.
 
 `run_train` resolves the genotype (`resolve_genotype`), builds a
-`jaxdarts.networks.NetworkCIFAR` of it, trains it from scratch on the
+`jaxdarts.spaces.darts_cnn.networks.NetworkCIFAR` of it, trains it from scratch on the
 training split (crop, flip and cutout augmentation; drop path ramped
 linearly from 0 to ``config.train.drop_path_prob``) and evaluates it on the
 test split at every epoch end. Everything it writes lives in ``workdir``:
@@ -15,7 +15,7 @@ test split at every epoch end. Everything it writes lives in ``workdir``:
   with ``test_loss`` and ``test_accuracy``;
 * ``tensorboard/``: the same numbers as TensorBoard events;
 * ``checkpoints/``: the state and the data position, every
-  ``checkpoint_every_steps`` and at every epoch end (`jaxdarts.checkpoint`);
+  ``checkpoint_every_steps`` and at every epoch end (`jaxdarts.run.checkpoint`);
 * ``final_variables.msgpack``: the trained ``{'params', 'batch_stats'}``
   (`flax.serialization.to_bytes`) and ``final_metrics.json``: the final
   ``test_accuracy``, ``test_loss`` and ``step``.
@@ -35,7 +35,7 @@ To use the trained network for inference::
 arrays without a template.) Images are normalised as the data pipeline
 does: `jaxdarts.data.normalize` with the training split's mean and std.
 
-Resume is exact, as in `jaxdarts.runner.run_search`: a run killed at any
+Resume is exact, as in `jaxdarts.run.search.run_search`: a run killed at any
 point and started again with the same command ends with the same weights as
 an uninterrupted one. SIGTERM saves a checkpoint and returns; a non-finite
 loss stops the run with `FloatingPointError` without saving the bad state;
@@ -67,15 +67,15 @@ import numpy as np
 import optax
 
 from jaxdarts import data as data_lib
-from jaxdarts import genotypes
-from jaxdarts import parallel
-from jaxdarts.checkpoint import Checkpointer
+from jaxdarts.spaces.darts_cnn import genotypes
+from jaxdarts.core import parallel
+from jaxdarts.run.checkpoint import Checkpointer
 from jaxdarts.genotype import Genotype
-from jaxdarts.networks import NetworkCIFAR
-from jaxdarts.runner import (_Loop, _check_intervals, _enable_compilation_cache,
+from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
+from jaxdarts.run.search import (_Loop, _check_intervals, _enable_compilation_cache,
                              _is_writer, _mesh, _preemption_guard, _restore,
                              _trim_metrics)
-from jaxdarts.train import TrainState, create_train_state, default_optimizer
+from jaxdarts.core.train import TrainState, create_train_state, default_optimizer
 
 Metrics = dict[str, Any]
 
@@ -120,7 +120,7 @@ def resolve_genotype(spec: str | os.PathLike[str] | Genotype) -> Genotype:
     spec: a `Genotype`; a path to a genotype file (JSON or text, as written
       by the search) or to a search workdir holding ``genotype.json``; a
       genotype text ``Genotype(normal=..., ...)``; or a published name of
-      `jaxdarts.genotypes` (e.g. ``'DARTS_V2'``).
+      `jaxdarts.spaces.darts_cnn.genotypes` (e.g. ``'DARTS_V2'``).
 
   Returns:
     The validated genotype.
@@ -170,7 +170,7 @@ def run_train(config: ml_collections.ConfigDict,
   Raises:
     ValueError: ``config.genotype`` names no genotype.
     FloatingPointError: a loss (or the state) became NaN or infinite.
-    jaxdarts.checkpoint.CheckpointMismatchError: (a ValueError) the workdir
+    jaxdarts.run.checkpoint.CheckpointMismatchError: (a ValueError) the workdir
       holds a checkpoint of a run with another genotype, model or data
       config.
   """
@@ -252,7 +252,7 @@ def _initial_state(config: ml_collections.ConfigDict, genotype: Genotype,
 @functools.lru_cache(maxsize=16)
 def _optimizer(num_steps: int, learning_rate: float, momentum: float,
                weight_decay: float, grad_clip: float | None):
-  """`jaxdarts.train.default_optimizer`, memoised (see `_initial_state`)."""
+  """`jaxdarts.core.train.default_optimizer`, memoised (see `_initial_state`)."""
   return default_optimizer(num_steps, learning_rate=learning_rate,
                            momentum=momentum, weight_decay=weight_decay,
                            grad_clip=grad_clip)

@@ -39,7 +39,9 @@ import jax
 import jax.numpy as jnp
 
 import jaxdarts
-from jaxdarts import parallel, runner, train_runner
+from jaxdarts import train_runner
+from jaxdarts.core import parallel
+from jaxdarts.run import search as runner
 from tiny import MicroNetwork, MicroSupernet, random_batch
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -124,9 +126,9 @@ def check_search_step(method: str, with_pmap: bool) -> None:
 def check_train_step() -> None:
   """One pmapped and one mesh retraining step equal the single-device one."""
   batch = random_batch(3, batch=8)
-  state = jaxdarts.train.create_train_state(
+  state = jaxdarts.core.train.create_train_state(
       jax.random.key(0), MicroNetwork(), batch['image'], num_steps=10)
-  want, want_metrics = jaxdarts.train.train_step(_copy(state), batch)
+  want, want_metrics = jaxdarts.core.train.train_step(_copy(state), batch)
   fields = ('params', 'batch_stats', 'opt_state')
 
   pmapped, metrics = parallel.unreplicate(parallel.pmap_train_step(

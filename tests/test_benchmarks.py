@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxdarts import runner
-
+from jaxdarts.run import search as runner
 BENCHMARKS = Path(__file__).resolve().parents[1] / 'benchmarks'
 
 

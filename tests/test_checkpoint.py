@@ -1,4 +1,4 @@
-"""Tests for jaxdarts.checkpoint."""
+"""Tests for jaxdarts.run.checkpoint."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import optax
 import pytest
 from flax import struct
 
-from jaxdarts.checkpoint import (
+from jaxdarts.run.checkpoint import (
     CheckpointMismatchError, Checkpointer, PreemptionGuard)
 
 CONFIG = {'model.channels': 8, 'model.layers': 5, 'data.name': 'digits'}
@@ -143,7 +143,7 @@ def test_dtype_difference_is_cast_with_warning(tmp_path: Path,
   target = make_state()
   target = target.replace(
       params=dict(target.params, b=target.params['b'].astype(jnp.bfloat16)))
-  with caplog.at_level(logging.WARNING, logger='jaxdarts.checkpoint'):
+  with caplog.at_level(logging.WARNING, logger='jaxdarts.run.checkpoint'):
     with Checkpointer(tmp_path / 'c') as ckpt:
       restored, _, _ = ckpt.restore_latest(target)
   assert restored.params['b'].dtype == jnp.bfloat16
@@ -189,7 +189,7 @@ def test_corrupt_latest_falls_back(tmp_path: Path, caplog) -> None:
     with open(path, 'r+b') as f:
       f.truncate(path.stat().st_size // 2)
 
-  with caplog.at_level(logging.WARNING, logger='jaxdarts.checkpoint'):
+  with caplog.at_level(logging.WARNING, logger='jaxdarts.run.checkpoint'):
     with Checkpointer(ckdir, model_config=CONFIG) as ckpt:
       state, extra, step = ckpt.restore_latest(make_state())
       assert step == 1
@@ -210,7 +210,7 @@ def test_deleted_file_falls_back(tmp_path: Path, caplog) -> None:
   ckdir = tmp_path / 'checkpoints'
   save_steps(ckdir, [1, 2])
   (ckdir / '2' / 'state' / 'manifest.ocdbt').unlink()
-  with caplog.at_level(logging.WARNING, logger='jaxdarts.checkpoint'):
+  with caplog.at_level(logging.WARNING, logger='jaxdarts.run.checkpoint'):
     with Checkpointer(ckdir, model_config=CONFIG) as ckpt:
       assert ckpt.restore_latest(make_state())[2] == 1
   assert 'checkpoint step 2' in caplog.text
@@ -221,7 +221,7 @@ def test_half_written_step_dir_falls_back(tmp_path: Path, caplog) -> None:
   ckdir = tmp_path / 'checkpoints'
   save_steps(ckdir, [1, 2])
   (ckdir / '3' / 'state').mkdir(parents=True)  # no items, no metadata
-  with caplog.at_level(logging.WARNING, logger='jaxdarts.checkpoint'):
+  with caplog.at_level(logging.WARNING, logger='jaxdarts.run.checkpoint'):
     with Checkpointer(ckdir, model_config=CONFIG) as ckpt:
       assert ckpt.restore_latest(make_state())[2] == 2
   assert 'checkpoint step 3' in caplog.text

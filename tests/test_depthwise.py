@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdarts.depthwise import depthwise_conv
+from jaxdarts.spaces.darts_cnn.depthwise import depthwise_conv
 
 CASES = [(k, s, d) for k in (3, 5) for s in (1, 2) for d in (1, 2)]
 # Derivatives: each kernel size, stride and dilation, in four programs.

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxdarts import genotypes
+from jaxdarts.spaces.darts_cnn import genotypes
 from jaxdarts.genotype import KNOWN_OPS, Genotype, derive_genotype
-from jaxdarts.space import DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
+from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
 
 SPACE3 = SearchSpace(num_nodes=3)
 

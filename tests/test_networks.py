@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdarts import genotypes
-from jaxdarts.counting import count_flops, count_params, jaxpr_macs
+from jaxdarts.spaces.darts_cnn import genotypes
+from jaxdarts.cost.counting import count_flops, count_params, jaxpr_macs
 from jaxdarts.genotype import Genotype
-from jaxdarts.networks import (EvalCell, NetworkCIFAR, NetworkImageNet,
+from jaxdarts.spaces.darts_cnn.networks import (EvalCell, NetworkCIFAR, NetworkImageNet,
                                drop_path)
 
 DARTS_V2 = genotypes.get('DARTS_V2')

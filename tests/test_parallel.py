@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 import multidevice
-from jaxdarts import parallel
-from jaxdarts.search import with_bn_axis
+from jaxdarts.core import parallel
+from jaxdarts.core.search import with_bn_axis
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'tests' / 'multidevice.py'

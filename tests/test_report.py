@@ -1,4 +1,4 @@
-"""Tests of jaxdarts.report on hand-made search workdirs (no search is run)."""
+"""Tests of jaxdarts.viz.report on hand-made search workdirs (no search is run)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxdarts import genotypes
-from jaxdarts import report
-from jaxdarts.space import DARTS_PRIMITIVES, DARTS_SPACE
+from jaxdarts.spaces.darts_cnn import genotypes
+from jaxdarts.viz import report
+from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES, DARTS_SPACE
 
 FINAL = genotypes.get('DARTS_V2')
 EARLIER = genotypes.get('DARTS_V1')

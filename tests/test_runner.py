@@ -1,4 +1,4 @@
-"""Tests of jaxdarts.runner.run_search and the search entry point.
+"""Tests of jaxdarts.run.search.run_search and the search entry point.
 
 Compiling a search step takes tens of seconds on a CPU, so the tests share
 one uninterrupted run of the ``tiny`` preset (the ``reference`` fixture) and
@@ -26,8 +26,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdarts import runner
-from jaxdarts.checkpoint import Checkpointer
+from jaxdarts.run import search as runner
+from jaxdarts.run.checkpoint import Checkpointer
 from jaxdarts.genotype import Genotype
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ def test_run_writes_its_outputs(reference):
 def test_rerun_of_a_finished_search_only_reports(reference, caplog):
   config, workdir, result = reference
   before = (workdir / 'metrics.jsonl').read_text()
-  with caplog.at_level(logging.INFO, logger='jaxdarts.runner'):
+  with caplog.at_level(logging.INFO, logger='jaxdarts.run.search'):
     again = runner.run_search(config, workdir)
   assert 'already finished' in caplog.text
   assert again.finished
@@ -255,7 +255,7 @@ def test_sigterm_saves_and_stops(reference, tmp_path, caplog):
   try:
     threading.Thread(target=send_sigterm_after_first_checkpoint,
                      daemon=True).start()
-    with caplog.at_level(logging.WARNING, logger='jaxdarts.runner'):
+    with caplog.at_level(logging.WARNING, logger='jaxdarts.run.search'):
       stopped = runner.run_search(config, tmp_path)
   finally:
     signal.signal(signal.SIGTERM, previous)
@@ -337,7 +337,7 @@ def test_non_finite_loss_stops_without_saving(reference, tmp_path,
 
 def test_report_builds_from_a_real_search_workdir(reference):
   import html  # pylint: disable=g-import-not-at-top
-  from jaxdarts.report import write_report  # pylint: disable=g-import-not-at-top
+  from jaxdarts.viz.report import write_report  # pylint: disable=g-import-not-at-top
   _, workdir, result = reference
   page = write_report(workdir).read_text()
   assert html.escape(str(result.genotype)) in page

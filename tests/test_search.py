@@ -101,7 +101,7 @@ def test_initialisation_compiled_unoptimised_gives_the_same_values():
   def init(key):
     return model.init(key, jnp.zeros((2, 8, 8, 3)), alphas, train=False)
 
-  chex.assert_trees_all_equal(jaxdarts.search.run_once(init, jax.random.key(0)),
+  chex.assert_trees_all_equal(jaxdarts.core.search.run_once(init, jax.random.key(0)),
                               jax.jit(init)(jax.random.key(0)))
 
 

@@ -10,8 +10,8 @@ import optax
 import pytest
 
 import jaxdarts
-from jaxdarts import ops
-from jaxdarts import supernet
+from jaxdarts.spaces.darts_cnn import ops
+from jaxdarts.spaces.darts_cnn import supernet
 from tiny import TINY_SPACE, random_batch, tiny_model
 
 
@@ -108,7 +108,7 @@ def test_mixed_op_is_the_weighted_sum_of_its_ops():
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
   prims = TINY_SPACE.primitives
   weights = jnp.array([0.1, 0.2, 0.3, 0.4])
-  mixed = jaxdarts.supernet.MixedOp(prims, 4, 1, train=True)
+  mixed = jaxdarts.spaces.darts_cnn.supernet.MixedOp(prims, 4, 1, train=True)
   v = mixed.init(jax.random.key(0), x, weights)
   got, _ = mixed.apply(v, x, weights, mutable=['batch_stats'])
   edge = ops.EdgeOps(prims, 4, 1, True, affine=False, pool_bn=True)

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdarts import train
+from jaxdarts.core import train
 from jaxdarts.genotype import Genotype
-from jaxdarts.networks import NetworkCIFAR
+from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 from tiny import random_batch
 
 # Two nodes: a conv, an identity, a dilated conv and a pool in the normal

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from jaxdarts import data as data_lib
-from jaxdarts import genotypes
+from jaxdarts.spaces.darts_cnn import genotypes
 from jaxdarts import train_runner
 from jaxdarts.genotype import Genotype
-from jaxdarts.networks import NetworkCIFAR
+from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = ROOT / 'experiments' / 'configs' / 'train.py'

@@ -1,4 +1,4 @@
-"""Tests of jaxdarts.visualize: cell drawings, DOT text and search-run plots."""
+"""Tests of jaxdarts.viz.cells: cell drawings, DOT text and search-run plots."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxdarts import genotypes
-from jaxdarts import visualize
+from jaxdarts.spaces.darts_cnn import genotypes
+from jaxdarts.viz import cells as visualize
 from jaxdarts.genotype import Genotype
-from jaxdarts.space import DARTS_PRIMITIVES, SearchSpace
+from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES, SearchSpace
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -67,7 +67,7 @@ def assert_svg(path: Path) -> ET.Element:
 
 
 def test_import_needs_no_matplotlib():
-  code = ('import sys, jaxdarts.visualize; '
+  code = ('import sys, jaxdarts.viz.cells; '
           'print("matplotlib" in sys.modules)')
   result = subprocess.run([sys.executable, '-c', code], capture_output=True,
                           text=True, check=True)

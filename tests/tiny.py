@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxdarts
-from jaxdarts import networks
-
+from jaxdarts.spaces.darts_cnn import networks
 TINY_SPACE = jaxdarts.SearchSpace(
     ('none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3'), num_nodes=2)
 MICRO_SPACE = jaxdarts.SearchSpace(('max_pool_3x3', 'skip_connect'),

@@ -1,4 +1,4 @@
-"""Configs of an architecture search (`jaxdarts.runner.run_search`).
+"""Configs of an architecture search (`jaxdarts.run.search.run_search`).
 
 Select a preset with ``--config=experiments/configs/search.py:NAME`` and
 override any field with ``--config.FIELD=VALUE``, e.g.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxdarts.space import DARTS_PRIMITIVES
+from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES
 
 # A reduced candidate set for the small presets, to keep their compile
 # short: 'none', a pooling, the identity and a convolution.

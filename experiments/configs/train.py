@@ -13,7 +13,7 @@ override any field with ``--config.FIELD=VALUE``, e.g.
 
 ``config.genotype`` is a path to a genotype file (the ``genotype.json`` a
 search writes, or the search's workdir), a genotype text
-``Genotype(normal=..., ...)`` or a published name (`jaxdarts.genotypes`).
+``Genotype(normal=..., ...)`` or a published name (`jaxdarts.spaces.darts_cnn.genotypes`).
 """
 
 from __future__ import annotations

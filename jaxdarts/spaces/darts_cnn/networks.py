@@ -11,7 +11,7 @@ Section 3.1 and the reference implementation's ``model.py``:
 * :class:`NetworkCIFAR` and :class:`NetworkImageNet`, with their auxiliary
   heads (:class:`AuxiliaryHead`) at 2/3 of the depth.
 
-Every cell operation is built by :class:`jaxdarts.ops.EdgeOps` (affine
+Every cell operation is built by :class:`jaxdarts.spaces.darts_cnn.ops.EdgeOps` (affine
 BatchNorm, no BatchNorm after pooling), the executor the supernet uses, so
 there is one implementation of every op. Usage::
 
@@ -34,9 +34,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdarts import ops
+from jaxdarts.spaces.darts_cnn import ops
 from jaxdarts.genotype import Genotype
-from jaxdarts.space import CELL_TYPES, reduction_cells
+from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, reduction_cells
 
 Rate = float | jax.Array
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdarts.search import run_once, with_bn_axis
+from jaxdarts.core.search import run_once, with_bn_axis
 
 PyTree = Any
 Batch = dict[str, jax.Array]  # {'image': [B, H, W, C] float, 'label': [B] int}
@@ -83,8 +83,8 @@ def create_train_state(rng: jax.Array, model: nn.Module, sample_images, *,
 
   Args:
     rng: a PRNG key (split into the init key and the state's dropout key).
-    model: an evaluation network (:class:`~jaxdarts.networks.NetworkCIFAR`,
-      :class:`~jaxdarts.networks.NetworkImageNet`, or anything called as
+    model: an evaluation network (:class:`~jaxdarts.spaces.darts_cnn.networks.NetworkCIFAR`,
+      :class:`~jaxdarts.spaces.darts_cnn.networks.NetworkImageNet`, or anything called as
       ``model.apply(variables, images, train=..., drop_path_rate=...)``
       returning logits or ``(logits, aux_logits)``).
     sample_images: an array (or ``jax.ShapeDtypeStruct``) with the training
@@ -144,7 +144,7 @@ def train_step_fn(state: TrainState, batch: Batch, *,
     auxiliary_weight: weight of the auxiliary loss.
     label_smoothing: smoothing of the training targets (0.1 for ImageNet in
       the reference code).
-    axis_name: with a mapped axis (see :mod:`jaxdarts.parallel`), the
+    axis_name: with a mapped axis (see :mod:`jaxdarts.core.parallel`), the
       gradients, the BatchNorm batch statistics (the model's
       ``bn_axis_name`` is bound to it) and the metrics are averaged over it,
       so N devices on a global batch compute what one device computes;

@@ -27,7 +27,7 @@ import jax
 import jax.extend.core as jex
 import jax.numpy as jnp
 
-from jaxdarts.depthwise import shift_depthwise_p
+from jaxdarts.spaces.darts_cnn.depthwise import shift_depthwise_p
 
 
 def _path_names(path) -> list[str]:
@@ -90,7 +90,7 @@ def _dot_macs(eqn) -> int:
   """``dot_general``: batch x free(lhs) x free(rhs) x contracting dims.
 
   That is the output size times the contracted size. For the depthwise
-  convolution of :mod:`jaxdarts.ops` (``'nhwabc,abc->nhwc'`` on patches)
+  convolution of :mod:`jaxdarts.spaces.darts_cnn.ops` (``'nhwabc,abc->nhwc'`` on patches)
   it gives ``N * Ho * Wo * C * k * k``, the convolution's count.
   """
   (lhs_contract, _), _ = eqn.params['dimension_numbers']
@@ -150,7 +150,7 @@ def count_flops(model: nn.Module, sample_input_shape: tuple[int, ...],
   multiply-adds of every ``conv_general_dilated`` (output elements x kernel
   height x width x input channels / groups) and ``dot_general`` (batch x
   free x contracted dims: dense layers, 1x1 convolutions) and of the CPU
-  depthwise primitive of :mod:`jaxdarts.depthwise` are summed (see
+  depthwise primitive of :mod:`jaxdarts.spaces.darts_cnn.depthwise` are summed (see
   :func:`jaxpr_macs`).
 
   Following the papers' convention, pooling, BatchNorm, activations,

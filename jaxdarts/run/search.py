@@ -18,10 +18,10 @@ writes lives in ``workdir``:
 * ``alphas/epoch_NNN.npz``: the softmax of the alphas then (``normal``,
   ``reduce``: ``[edges, ops]``; ``primitives``: the op names);
 * ``genotype.json``, ``genotype.txt`` and ``cells/``: the final genotype and
-  its cell drawings (`jaxdarts.visualize.draw_genotype`);
+  its cell drawings (`jaxdarts.viz.cells.draw_genotype`);
 * ``checkpoints/``: the state and the data position, every
   ``checkpoint_every_steps`` and at every epoch end (see
-  `jaxdarts.checkpoint`).
+  `jaxdarts.run.checkpoint`).
 
 Resume is exact: a run killed at any point and started again with the same
 command ends with the same alphas, weights and genotype as an uninterrupted
@@ -31,7 +31,7 @@ again on a finished workdir only reports the result.
 
 Devices: the step runs on every local device (``config.num_devices``
 limits them), on a mesh of the devices of every process when the run is
-multi-process (`jaxdarts.parallel.initialize`); each process reads its own
+multi-process (`jaxdarts.core.parallel.initialize`); each process reads its own
 rows of every global batch, only process 0 writes files, and every process
 takes part in the checkpoints, which hold the global state and restore on
 any number of devices. A global batch that does not split evenly over the
@@ -59,15 +59,15 @@ import ml_collections
 import numpy as np
 
 from jaxdarts import data as data_lib
-from jaxdarts import parallel
-from jaxdarts import visualize
-from jaxdarts.checkpoint import Checkpointer, PreemptionGuard
+from jaxdarts.core import parallel
+from jaxdarts.viz import cells as visualize
+from jaxdarts.run.checkpoint import Checkpointer, PreemptionGuard
 from jaxdarts.genotype import Genotype
-from jaxdarts.search import (SearchState, create_search_state,
+from jaxdarts.core.search import (SearchState, create_search_state,
                              default_arch_optimizer, default_weight_optimizer,
                              eval_step, run_once)
-from jaxdarts.space import CELL_TYPES, SearchSpace
-from jaxdarts.supernet import SearchNetwork
+from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, SearchSpace
+from jaxdarts.spaces.darts_cnn.supernet import SearchNetwork
 
 Metrics = dict[str, Any]
 
@@ -102,7 +102,7 @@ def run_search(config: ml_collections.ConfigDict,
     workdir: the run's directory; created if missing.
 
   Progress (steps/s, ETA, losses, the genotype at each epoch end) is logged
-  at INFO level on the ``jaxdarts.runner`` logger. The config's
+  at INFO level on the ``jaxdarts.run.search`` logger. The config's
   ``compilation_cache_dir`` turns on JAX's persistent compilation cache for
   the whole process, unless one is configured already.
 
@@ -111,7 +111,7 @@ def run_search(config: ml_collections.ConfigDict,
 
   Raises:
     FloatingPointError: a loss (or the state) became NaN or infinite.
-    jaxdarts.checkpoint.CheckpointMismatchError: (a ValueError) the workdir
+    jaxdarts.run.checkpoint.CheckpointMismatchError: (a ValueError) the workdir
       holds a checkpoint of a run with another model or data config.
   """
   _check_intervals(config)

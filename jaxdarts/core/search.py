@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdarts import hypergradient as hg
+from jaxdarts.core import hypergradient as hg
 from jaxdarts.genotype import Genotype, derive_genotype
 
 PyTree = Any
@@ -124,7 +124,7 @@ def create_search_state(rng: jax.Array, model: nn.Module, sample_images, *,
     sample_images: a batch with the training images' shape (only the shape
       is used).
     hypergradient: ``'first_order'``, ``'finite_difference'``, ``'exact'`` or
-      ``'unrolled'`` (see :mod:`jaxdarts.hypergradient`).
+      ``'unrolled'`` (see :mod:`jaxdarts.core.hypergradient`).
     num_steps: length of the run, for the default cosine schedule.
     weight_tx: your own weight optimizer (any optax transformation).
     weight_lr: with ``weight_tx``, its learning rate (a float or a schedule
@@ -218,7 +218,7 @@ def search_step_fn(state: SearchState, train_batch: Batch, val_batch: Batch,
   """One bilevel step (unjitted; see :func:`search_step`).
 
   With ``axis_name`` (inside ``jax.pmap`` or ``jax.shard_map``, see
-  :mod:`jaxdarts.parallel`), the weight and alpha gradients, BatchNorm batch
+  :mod:`jaxdarts.core.parallel`), the weight and alpha gradients, BatchNorm batch
   statistics (the model's ``bn_axis_name`` is bound to ``axis_name``) and
   metrics are averaged over that mapped axis, so N devices, each on its
   equal share of a global batch, compute what one device computes on the

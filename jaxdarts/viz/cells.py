@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from jaxdarts.genotype import Genotype
-from jaxdarts.space import CELL_TYPES, DARTS_PRIMITIVES, SearchSpace
+from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_PRIMITIVES, SearchSpace
 
 if TYPE_CHECKING:
   from matplotlib.axes import Axes
@@ -651,7 +651,7 @@ def plot_alpha_evolution(workdir: PathLike, path: PathLike,
                          cell: str = 'normal') -> Path:
   """Plots each edge's op weights against the epoch.
 
-  One small panel per edge, in the edge order of `jaxdarts.space` (one row
+  One small panel per edge, in the edge order of `jaxdarts.spaces.darts_cnn.space` (one row
   per intermediate node, its inputs from left to right), with one line per
   op and a single legend.
 

@@ -2,7 +2,7 @@
 
 The page, ``workdir/report/index.html``, is self-contained (CSS inline, every
 image a base64 PNG data URI), so it can be mailed or attached as it is. It
-shows, from what a search run (`jaxdarts.runner`, ``experiments/
+shows, from what a search run (`jaxdarts.run.search`, ``experiments/
 cifar_search.py``) wrote into its workdir:
 
 * the final genotype in the papers' text form (``genotype.json``, else
@@ -12,7 +12,7 @@ cifar_search.py``) wrote into its workdir:
   the papers' CIFAR evaluation size (`cifar_model_size`);
 * drawings of the normal and the reduction cell;
 * the genotype at each epoch and the epoch since which it is unchanged
-  (`jaxdarts.visualize.stable_since`);
+  (`jaxdarts.viz.cells.stable_since`);
 * the evolution of the op weights (``alphas/epoch_NNN.npz``);
 * the training and validation curves (``metrics.jsonl``) and the last value
   of every metric;
@@ -40,11 +40,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdarts import counting
-from jaxdarts import visualize
+from jaxdarts.cost import counting
+from jaxdarts.viz import cells as visualize
 from jaxdarts.genotype import Genotype
-from jaxdarts.networks import NetworkCIFAR
-from jaxdarts.space import CELL_TYPES
+from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
+from jaxdarts.spaces.darts_cnn.space import CELL_TYPES
 
 PathLike = str | os.PathLike
 

@@ -25,8 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdarts import ops
-from jaxdarts.space import CELL_TYPES, DARTS_SPACE, SearchSpace, reduction_cells
+from jaxdarts.spaces.darts_cnn import ops
+from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_SPACE, SearchSpace, reduction_cells
 
 
 def softmax_mixing(alphas: jax.Array) -> jax.Array:
@@ -199,7 +199,7 @@ class SearchNetwork(nn.Module):
       help ``exact``, whose linearised training gradient keeps the
       residuals of the whole backward pass, recomputation included.
     depthwise: depthwise convolution implementation, None for the
-      backend's faster one (see :mod:`jaxdarts.depthwise`).
+      backend's faster one (see :mod:`jaxdarts.spaces.darts_cnn.depthwise`).
     compute_dtype: dtype of the cells' activations and convolutions, e.g.
       ``jnp.bfloat16`` for mixed precision; None keeps the stem's (float32).
       Weights, alphas, BatchNorm statistics, the stem, the classifier and

@@ -17,7 +17,7 @@ grows with the number of operations in the graph, and a supernet has many.
 :class:`EdgeOps` runs each block *layer* of all convolutional candidates
 together, stacked on an op axis (one batched 1x1 convolution and one
 BatchNorm per layer), and the depthwise convolutions of candidates with the
-same kernel as one call of :func:`jaxdarts.depthwise.depthwise_conv` (whose
+same kernel as one call of :func:`jaxdarts.spaces.darts_cnn.depthwise.depthwise_conv` (whose
 implementation is chosen per backend). The same executor builds the single
 operations of the evaluation networks, so there is one implementation of
 every op.
@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdarts.depthwise import depthwise_conv
+from jaxdarts.spaces.darts_cnn.depthwise import depthwise_conv
 
 # PyTorch's default convolution init (kaiming uniform, a=sqrt(5)), so weights
 # start at the scale the reference implementation's do.
@@ -88,7 +88,7 @@ def op_spec(name: str) -> OpSpec:
     return OPS[name]
   except KeyError:
     raise ValueError(f'Unknown operation {name!r}; known operations: '
-                     f'{sorted(OPS)}. Register new ones in jaxdarts.ops.OPS.'
+                     f'{sorted(OPS)}. Register new ones in jaxdarts.spaces.darts_cnn.ops.OPS.'
                      ) from None
 
 
@@ -187,7 +187,7 @@ class EdgeOps(nn.Module):
     pool_bn: follow pooling by a non-affine BatchNorm (the supernet does).
     bn_axis_name: average BatchNorm statistics over this mapped axis.
     depthwise: depthwise convolution implementation (see
-      :func:`jaxdarts.depthwise.depthwise_conv`; None picks by backend).
+      :func:`jaxdarts.spaces.darts_cnn.depthwise.depthwise_conv`; None picks by backend).
   """
   primitives: tuple[str, ...]
   channels: int

@@ -1,7 +1,7 @@
 """Data parallelism: the same per-device step on many devices and hosts.
 
-:func:`jaxdarts.search.search_step_fn` and
-:func:`jaxdarts.train.train_step_fn` take an ``axis_name``; mapped over it,
+:func:`jaxdarts.core.search.search_step_fn` and
+:func:`jaxdarts.core.train.train_step_fn` take an ``axis_name``; mapped over it,
 they average gradients, metrics and BatchNorm batch statistics across the
 devices, so N devices, each on ``B / N`` examples of a global batch of
 ``B``, compute what one device computes on all ``B`` (up to float rounding).
@@ -23,7 +23,7 @@ Two wrappers map them, with helpers to move states and batches:
   the state is one global array replicated on the mesh
   (:func:`mesh_replicate`, back with :func:`mesh_unreplicate`) and each
   process passes its own rows of every global batch (:func:`mesh_shard`).
-  This is the path `jaxdarts.runner.run_search` and
+  This is the path `jaxdarts.run.search.run_search` and
   `jaxdarts.train_runner.run_train` take::
 
       mesh = parallel.make_mesh()              # every device of every host
@@ -54,8 +54,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxdarts.search import search_step_fn
-from jaxdarts.train import train_step_fn
+from jaxdarts.core.search import search_step_fn
+from jaxdarts.core.train import train_step_fn
 
 PyTree = Any
 
@@ -187,7 +187,7 @@ _pmapped_train_step = jax.pmap(
 def pmap_train_step(state, batch, *, drop_path_rate: float | jax.Array = 0.,
                     auxiliary_weight: float = 0.4,
                     label_smoothing: float = 0.):
-  """`jaxdarts.train.train_step` on this host's devices (see
+  """`jaxdarts.core.train.train_step` on this host's devices (see
   :data:`pmap_search_step`; the arguments are ``train_step``'s)."""
   return _pmapped_train_step(state, batch,
                              jnp.asarray(drop_path_rate, jnp.float32),
@@ -266,7 +266,7 @@ def mesh_train_step(state, batch, *, mesh: jax.sharding.Mesh,
                     drop_path_rate: float | jax.Array = 0.,
                     auxiliary_weight: float = 0.4,
                     label_smoothing: float = 0.):
-  """`jaxdarts.train.train_step` on every device of ``mesh`` (see
+  """`jaxdarts.core.train.train_step` on every device of ``mesh`` (see
   :func:`mesh_search_step`; the other arguments are ``train_step``'s)."""
   return _mesh_train(mesh, auxiliary_weight, label_smoothing)(
       state, batch, jnp.asarray(drop_path_rate, jnp.float32))
