@@ -22,6 +22,7 @@ search the way DARTS does.
 
 from __future__ import annotations
 
+import ast
 import json
 import operator
 import os
@@ -264,7 +265,9 @@ class Genotype(_GenotypeFields):
     reduce_concat=...)`` with the fields in any order, the ``Genotype`` name
     optional, lists or tuples, single or double quotes, any whitespace and
     newlines, ``#`` comments, trailing commas, and ``range(stop)`` or
-    ``range(start, stop)`` for a concat list. Nothing is evaluated.
+    ``range(start, stop)`` for a concat list. The text is parsed with `ast`
+    and never evaluated; any other expression (a name, an operator, a call
+    other than ``range``) is refused.
 
     Args:
       text: the genotype text.
@@ -276,7 +279,8 @@ class Genotype(_GenotypeFields):
     Raises:
       ValueError: on a syntax error (naming the position and an excerpt), a
         missing, unknown or repeated field, a pair that is not ``(op,
-        input)``, or a genotype that fails `validate`.
+        input)``, a value that is not a literal (naming its position), or a
+        genotype that fails `validate`.
     """
     fields = _Parser(text).genotype_fields()
     return cls.make(**fields, space=space)
@@ -360,26 +364,13 @@ def _pairs_text(pairs: tuple[Pair, ...]) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Parser of the text form: a tokenizer and a recursive-descent parser over a
-# tiny literal language (ints, strings, lists, tuples, range(...)).
+# Parser of the text form. The text is parsed as a Python expression with
+# `ast` (never evaluated) and only literal nodes are accepted: ints (with an
+# optional sign), strings, lists, tuples and ``range(...)`` of ints.
 
 
-class _Token(NamedTuple):
-  kind: str  # 'name', 'int', 'str', 'punct' or 'end'.
-  value: Any
-  pos: int
-
-
-class _Node(NamedTuple):
-  kind: str  # 'int', 'str', 'list', 'tuple' or 'range'.
-  value: Any  # int, str, list of _Node, or tuple of ints.
-  pos: int
-
-
-_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
-_INT = re.compile(r'[+-]?[0-9]+')
-_PUNCT = frozenset('()[],=')
-_CLOSER = {'(': ')', '[': ']'}
+_LEADING = re.compile(r'(?:\s|#[^\n]*)*')  # Whitespace and comments.
+_VALUES = 'values are integers, quoted strings, lists, tuples and range(...)'
 
 
 def _syntax_error(text: str, pos: int, message: str,
@@ -400,116 +391,103 @@ def _syntax_error(text: str, pos: int, message: str,
   return ValueError(f'Genotype.parse: {message} {where}{hint}')
 
 
-def _tokenize(text: str) -> list[_Token]:
-  """Splits ``text`` into tokens, ending with an 'end' token."""
-  tokens, pos = [], 0
-  while pos < len(text):
-    char = text[pos]
-    if char.isspace():
-      pos += 1
-    elif char == '#':
-      end = text.find('\n', pos)
-      pos = len(text) if end < 0 else end
-    elif char in _PUNCT:
-      tokens.append(_Token('punct', char, pos))
-      pos += 1
-    elif char in '\'"':
-      value, end = _read_string(text, pos)
-      tokens.append(_Token('str', value, pos))
-      pos = end
-    elif match := _INT.match(text, pos):
-      tokens.append(_Token('int', int(match.group()), pos))
-      pos = match.end()
-    elif match := _NAME.match(text, pos):
-      tokens.append(_Token('name', match.group(), pos))
-      pos = match.end()
-    else:
-      raise _syntax_error(text, pos, f'unexpected character {char!r}')
-  tokens.append(_Token('end', None, len(text)))
-  return tokens
+def _describe(node: ast.AST) -> str:
+  """The source of ``node`` (rebuilt from the tree), quoted and shortened."""
+  source = ast.unparse(node)
+  return repr(source if len(source) <= 40 else source[:37] + '...')
 
 
-def _read_string(text: str, start: int) -> tuple[str, int]:
-  """The value of the quoted string at ``start`` and the position after it."""
-  quote, chars, pos = text[start], [], start + 1
-  while pos < len(text) and text[pos] not in (quote, '\n'):
-    if text[pos] == '\\' and pos + 1 < len(text):
-      pos += 1
-    chars.append(text[pos])
-    pos += 1
-  if pos >= len(text) or text[pos] != quote:
-    raise _syntax_error(text, start, 'unterminated string')
-  return ''.join(chars), pos + 1
-
-
-def _describe(token: _Token) -> str:
-  if token.kind == 'end':
-    return 'end of text'
-  if token.kind == 'str':
-    return f'string {token.value!r}'
-  return f'{token.value!r}'
+def _int_value(node: ast.AST) -> int | None:
+  """The value of a literal ``n``, ``-n`` or ``+n``; None for other nodes."""
+  sign = 1
+  if isinstance(node, ast.UnaryOp) and isinstance(node.op,
+                                                  (ast.UAdd, ast.USub)):
+    sign = -1 if isinstance(node.op, ast.USub) else 1
+    node = node.operand
+  if isinstance(node, ast.Constant) and type(node.value) is int:
+    return sign * node.value
+  return None
 
 
 class _Parser:
-  """Recursive-descent parser of one genotype's text form."""
+  """Reads one genotype's text form from the tree `ast.parse` builds.
+
+  Leading whitespace and comments are dropped (keeping the line count) and
+  the name ``Genotype`` is put before a leading ``(``, so ``ast`` parses the
+  text as a call; positions are mapped back to the original text.
+  """
 
   def __init__(self, text: str):
     if not isinstance(text, str):
       raise ValueError(f'Genotype.parse: expected a string, got '
                        f'{type(text).__name__}')
     self.text = text
-    self.tokens = _tokenize(text)
-    self.index = 0
+    self.start = _LEADING.match(text).end()
+    if self.start == len(text):
+      raise _syntax_error(text, self.start,
+                          "expected '(' to open 'Genotype(', found end of text")
+    self.line = text.count('\n', 0, self.start) + 1
+    self.name = 'Genotype' if text[self.start] == '(' else ''
+    # ast refuses indented blank last lines unless they end in a newline.
+    source = '\n' * (self.line - 1) + self.name + text[self.start:] + '\n'
+    self.lines = source.split('\n')
+    try:
+      self.tree = ast.parse(source, mode='eval').body
+    except SyntaxError as e:
+      if not e.lineno:
+        raise ValueError(f'Genotype.parse: {e.msg}') from None
+      pos = self.position(e.lineno, (e.offset or 1) - 1)
+      hint = '' if e.msg == 'invalid syntax' else e.msg
+      raise _syntax_error(text, pos, 'syntax error', hint) from None
+    except (MemoryError, RecursionError):  # The parser's own stack.
+      raise ValueError('Genotype.parse: text too deeply nested') from None
 
-  # Token access.
+  def position(self, lineno: int, column: int) -> int:
+    """The position in ``text`` of a line and 0-based column of the source."""
+    if lineno == self.line:
+      return self.start + max(column - len(self.name), 0)
+    lines = self.text.split('\n')[:lineno - 1]
+    return min(sum(len(line) + 1 for line in lines) + column, len(self.text))
 
-  def peek(self) -> _Token:
-    return self.tokens[self.index]
+  def error(self, node: ast.AST, message: str, hint: str = '') -> ValueError:
+    # ast counts columns in UTF-8 bytes.
+    line = self.lines[node.lineno - 1].encode()
+    column = len(line[:node.col_offset].decode(errors='ignore'))
+    return _syntax_error(self.text, self.position(node.lineno, column),
+                         message, hint)
 
-  def advance(self) -> _Token:
-    token = self.tokens[self.index]
-    if token.kind != 'end':
-      self.index += 1
-    return token
-
-  def error(self, pos: int, message: str, hint: str = '') -> ValueError:
-    return _syntax_error(self.text, pos, message, hint)
-
-  def at_punct(self, char: str) -> bool:
-    token = self.peek()
-    return token.kind == 'punct' and token.value == char
-
-  def expect_punct(self, char: str, context: str = '') -> _Token:
-    token = self.peek()
-    if token.kind != 'punct' or token.value != char:
-      where = f' {context}' if context else ''
-      raise self.error(token.pos,
-                       f'expected {char!r}{where}, found {_describe(token)}')
-    return self.advance()
-
-  # Grammar.
+  def kind(self, node: ast.AST) -> str:
+    """'int', 'str', 'list', 'tuple' or 'range'; refuses any other node."""
+    if _int_value(node) is not None:
+      return 'int'
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+      return 'str'
+    if isinstance(node, (ast.List, ast.Tuple)):
+      return 'list' if isinstance(node, ast.List) else 'tuple'
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        and node.func.id == 'range'):
+      return 'range'
+    raise self.error(node, f'expected a value, found {_describe(node)}',
+                     _VALUES)
 
   def genotype_fields(self) -> dict[str, Any]:
-    """``['Genotype'] '(' field '=' value {',' field '=' value} [','] ')'``."""
-    head = self.peek()
-    if head.kind == 'name':
-      if head.value != 'Genotype':
-        raise self.error(head.pos, f"expected 'Genotype(', found {head.value!r}")
-      self.advance()
-    self.expect_punct('(', "to open 'Genotype('")
-    nodes: dict[str, _Node] = {}
-    while not self.at_punct(')'):
-      name_pos = self.peek().pos
-      name, node = self.field()
+    """``Genotype(field=value, ...)``: keywords only, each field once."""
+    call = self.tree
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id == 'Genotype'):
+      head = call.func if isinstance(call, ast.Call) else call
+      raise self.error(head, f"expected 'Genotype(', found {_describe(head)}")
+    nodes: dict[str, ast.AST] = {}
+    for arg in [*call.args, *call.keywords]:
+      name = getattr(arg, 'arg', None)
+      if name is None:  # A positional argument or **mapping.
+        raise self.error(arg, f'expected a field name, found {_describe(arg)}')
+      if name not in FIELDS:
+        raise self.error(arg, f'unknown field {name!r}',
+                         f'fields are {", ".join(FIELDS)}')
       if name in nodes:
-        raise self.error(name_pos, f'field {name!r} given twice')
-      nodes[name] = node
-      if not self.at_punct(')'):
-        self.expect_punct(',', 'or \')\' after a field')
-    self.expect_punct(')', "to close 'Genotype('")
-    tail = self.peek()
-    if tail.kind != 'end':
-      raise self.error(tail.pos, 'unexpected text after the closing \')\'')
+        raise self.error(arg, f'field {name!r} given twice')
+      nodes[name] = arg.value
     for name in FIELDS:
       if name not in nodes:
         raise ValueError(f'Genotype.parse: missing field {name!r}')
@@ -520,99 +498,56 @@ class _Parser:
         'reduce_concat': self.concat('reduce_concat', nodes['reduce_concat']),
     }
 
-  def field(self) -> tuple[str, _Node]:
-    token = self.peek()
-    if token.kind != 'name':
-      raise self.error(token.pos, f'expected a field name, found {_describe(token)}')
-    if token.value not in FIELDS:
-      raise self.error(token.pos, f'unknown field {token.value!r}',
-                       f'fields are {", ".join(FIELDS)}')
-    self.advance()
-    self.expect_punct('=', f'after field {token.value!r}')
-    node = self.value()
-    return token.value, node
-
-  def value(self) -> _Node:
-    """An int, a string, a list, a tuple or ``range(...)``."""
-    token = self.peek()
-    if token.kind in ('int', 'str'):
-      self.advance()
-      return _Node(token.kind, token.value, token.pos)
-    if token.kind == 'punct' and token.value in _CLOSER:
-      return self.sequence()
-    if token.kind == 'name' and token.value == 'range':
-      return self.range_call()
-    raise self.error(token.pos, f'expected a value, found {_describe(token)}')
-
-  def sequence(self) -> _Node:
-    """``'[' [value {',' value} [',']] ']'``, or the same in parentheses."""
-    opener = self.advance()
-    closer = _CLOSER[opener.value]
-    items = []
-    while not self.at_punct(closer):
-      items.append(self.value())
-      if not self.at_punct(closer):
-        self.expect_punct(',', f'or {closer!r} in a list')
-    self.expect_punct(closer, f'to close {opener.value!r}')
-    kind = 'list' if opener.value == '[' else 'tuple'
-    return _Node(kind, items, opener.pos)
-
-  def range_call(self) -> _Node:
-    """``range(stop)`` or ``range(start, stop)`` with int arguments."""
-    name = self.advance()
-    self.expect_punct('(', "after 'range'")
-    args = []
-    while not self.at_punct(')'):
-      token = self.peek()
-      if token.kind != 'int':
-        raise self.error(token.pos, 'expected an integer argument of range(), '
-                         f'found {_describe(token)}')
-      args.append(self.advance().value)
-      if not self.at_punct(')'):
-        self.expect_punct(',', "or ')' in range()")
-    self.expect_punct(')', "to close 'range('")
-    if len(args) not in (1, 2):
-      raise self.error(name.pos, f'range() takes 1 or 2 arguments, got {len(args)}')
-    return _Node('range', tuple(range(*args)), name.pos)
-
-  # Field conversion.
-
-  def pairs(self, field: str, node: _Node) -> list[Pair]:
+  def pairs(self, field: str, node: ast.AST) -> list[Pair]:
     """A list of ``(op, input)`` pairs, checking each one's shape."""
-    if node.kind not in ('list', 'tuple'):
-      raise self.error(node.pos, f'field {field!r} must be a list of '
-                       f'(op, input) pairs, found {node.kind}')
+    if (kind := self.kind(node)) not in ('list', 'tuple'):
+      raise self.error(node, f'field {field!r} must be a list of '
+                       f'(op, input) pairs, found {kind}')
     pairs = []
-    for k, item in enumerate(node.value):
+    for k, item in enumerate(node.elts):
       where = f'{field}[{k}]'
-      if item.kind not in ('list', 'tuple'):
-        raise self.error(item.pos, f'{where} must be an (op, input) pair, '
-                         f'found {item.kind}')
-      if len(item.value) != 2:
-        raise self.error(item.pos, f'{where} must be an (op, input) pair, '
-                         f'found {len(item.value)} items')
-      op, state = item.value
-      if op.kind != 'str':
-        raise self.error(op.pos, f'{where}: op must be a quoted string, '
-                         f'found {op.kind}')
-      if state.kind != 'int':
-        raise self.error(state.pos, f'{where}: input must be an integer, '
-                         f'found {state.kind}')
-      pairs.append((op.value, state.value))
+      if (kind := self.kind(item)) not in ('list', 'tuple'):
+        raise self.error(item, f'{where} must be an (op, input) pair, '
+                         f'found {kind}')
+      if len(item.elts) != 2:
+        raise self.error(item, f'{where} must be an (op, input) pair, '
+                         f'found {len(item.elts)} items')
+      op, state = item.elts
+      if (kind := self.kind(op)) != 'str':
+        raise self.error(op, f'{where}: op must be a quoted string, '
+                         f'found {kind}')
+      if (kind := self.kind(state)) != 'int':
+        raise self.error(state, f'{where}: input must be an integer, '
+                         f'found {kind}')
+      pairs.append((op.value, _int_value(state)))
     return pairs
 
-  def concat(self, field: str, node: _Node) -> tuple[int, ...]:
-    """A list, tuple or range of ints."""
-    if node.kind == 'range':
-      return node.value
-    if node.kind not in ('list', 'tuple'):
-      raise self.error(node.pos, f'field {field!r} must be a list of ints or '
-                       f'a range, found {node.kind}')
-    for item in node.value:
-      if item.kind != 'int':
-        raise self.error(item.pos, f'field {field!r} must hold integers, '
-                         f'found {item.kind}')
-    return tuple(item.value for item in node.value)
+  def concat(self, field: str, node: ast.AST) -> tuple[int, ...]:
+    """A list or tuple of ints, or ``range(stop)``/``range(start, stop)``."""
+    if (kind := self.kind(node)) == 'range':
+      return self.range_call(node)
+    if kind not in ('list', 'tuple'):
+      raise self.error(node, f'field {field!r} must be a list of ints or '
+                       f'a range, found {kind}')
+    for item in node.elts:
+      if (kind := self.kind(item)) != 'int':
+        raise self.error(item, f'field {field!r} must hold integers, '
+                         f'found {kind}')
+    return tuple(_int_value(item) for item in node.elts)
+
+  def range_call(self, node: ast.Call) -> tuple[int, ...]:
+    """The ints of ``range(stop)`` or ``range(start, stop)``."""
+    args = [*node.args, *node.keywords]
+    for arg in args:
+      if _int_value(arg) is None:
+        raise self.error(arg, 'expected an integer argument of range(), '
+                         f'found {_describe(arg)}')
+    if len(args) not in (1, 2):
+      raise self.error(node, f'range() takes 1 or 2 arguments, got {len(args)}')
+    states = range(*map(_int_value, args))
+    if len(states) > len(self.text):  # More states than any genotype here has.
+      raise self.error(node, f'range() of {len(states)} states is too long')
+    return tuple(states)
 
 
 # ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 
 import numpy as np
@@ -253,22 +254,22 @@ def test_parse_variants():
 
 
 @pytest.mark.parametrize('text, message', [
-    # Missing closing parenthesis.
-    (str(G3)[:-1], r"Genotype.parse: expected ',' or '\)' after a field, found "
-                   r'end of text at position \d+ \(line 1, column \d+\)'),
-    # A garbage token.
+    # Syntax errors, as Python's parser reports them.
+    (str(G3)[:-1], r'Genotype.parse: syntax error at position 8 \(line 1, '
+                   r'column 9\) near "\(normal=.*"; \'\(\' was never closed'),
     (str(G3).replace('normal_concat=[2, 3, 4]', 'normal_concat=[2, 3 $ 4]'),
-     r"unexpected character '\$' at position \d+ \(line 1, column \d+\) "
+     r'syntax error at position 164 \(line 1, column 165\) '
      r'near "\$ 4\], reduce='),
     (str(G3).replace('[2, 3, 4]', '[2, 3 4]', 1),
-     r"expected ',' or '\]' in a list, found 4 at position"),
+     r'syntax error at position 162 .* near "3 4\], .*Perhaps you forgot a '
+     'comma'),
     (str(G3).replace("'skip_connect', 1", 'skip_connect, 1', 1),
      r"expected a value, found 'skip_connect' at position"),
     ('Genotyp' + str(G3)[8:], r"expected 'Genotype\(', found 'Genotyp' at position 0"),
-    (str(G3) + ' extra', r"unexpected text after the closing '\)' at position"),
+    (str(G3) + ' extra', r'syntax error at position 329 .* near "extra"'),
     (str(G3).replace("'sep_conv_3x3', 0", "'sep_conv_3x3\n', 0", 1),
-     r'unterminated string at position 18 \(line 1, column 19\) near '
-     r'"\'sep_conv_3x3\\n\', 0\), '),
+     r'syntax error at position 18 \(line 1, column 19\) near '
+     r'"\'sep_conv_3x3\\n\', 0\), .*; unterminated string'),
     # Fields.
     (str(G3).replace(', reduce_concat=[2, 3, 4]', ''),
      r"Genotype.parse: missing field 'reduce_concat'"),
@@ -301,9 +302,113 @@ def test_parse_errors(text, message):
 
 def test_parse_error_names_line_and_column():
   text = 'Genotype(\n  normal=[],\n  normal_concat=[2] ]'
-  with pytest.raises(ValueError, match=r"expected ',' or '\)' after a field, "
-                     r"found '\]' at position 43 \(line 3, column 21\) "
-                     r'near "\]"'):
+  with pytest.raises(ValueError, match=r'syntax error at position 43 \(line 3, '
+                     r'column 21\) near "\]"; closing parenthesis'):
+    Genotype.parse(text)
+
+
+class _Spy:
+  """Records any call or attribute access made on it."""
+
+  def __init__(self, log):
+    self.log = log
+
+  def __call__(self, *args):
+    self.log.append(('call', args))
+    return self
+
+  def __getattr__(self, name):
+    self.log.append(('getattr', name))
+    return self
+
+
+# Code put into the text of G3 (replacing ``old``), the part of it the error
+# must point at, and the error.
+_CODE = [
+    ('[2, 3, 4]', 'spy()', 'spy()', r"expected a value, found 'spy\(\)'"),
+    ('[2, 3, 4]', '[2, 3, spy.four]', 'spy.four',
+     r"expected a value, found 'spy.four'"),
+    ('[2, 3, 4]', "__import__('jaxdarts_spy').STATES", '__import__',
+     r"expected a value, found \"__import__\('jaxdarts_spy'\).STATES\""),
+    ("'skip_connect'", "spy('skip_connect')", 'spy(',
+     r"expected a value, found \"spy\('skip_connect'\)\""),
+    ('[2, 3, 4]', 'range(spy())', 'spy()',
+     r"expected an integer argument of range\(\), found 'spy\(\)'"),
+    ('[2, 3, 4]', '[2, 3, 2 + 2]', '2 + 2',
+     r"expected a value, found '2 \+ 2'"),
+    ('Genotype', "__import__('jaxdarts_spy').Genotype", '__import__',
+     r"expected 'Genotype\(', found \"__import__\('jaxdarts_spy'\).Genotype\""),
+    ('normal=', '**spy(), normal=', '**spy()',
+     r"expected a field name, found '\*\*spy\(\)'"),
+    ('normal=', 'spy(), normal=', 'spy()',
+     r"expected a field name, found 'spy\(\)'"),
+]
+
+
+@pytest.mark.parametrize('old, code, at, message', _CODE)
+def test_parse_refuses_code_without_running_it(old, code, at, message,
+                                               monkeypatch):
+  log = []
+  monkeypatch.setattr(builtins, 'spy', _Spy(log), raising=False)
+  real_import = builtins.__import__
+
+  def spy_import(name, *args, **kwargs):
+    if name.startswith('jaxdarts_spy'):
+      log.append(('import', name))
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, '__import__', spy_import)
+  text = str(G3).replace(old, code, 1)
+  position = text.index(code) + code.index(at)
+  with pytest.raises(ValueError, match=f'{message} at position {position} '):
+    Genotype.parse(text)
+  assert log == []
+
+
+@pytest.mark.parametrize('old, new, at, message', [
+    # Literals other than ints, strings, lists, tuples and range(...).
+    ('[2, 3, 4]', '[2, 3, 4.0]', '4.0', r"expected a value, found '4.0'"),
+    ('[2, 3, 4]', '[2, 3, True]', 'True', r"expected a value, found 'True'"),
+    ("'skip_connect'", "f'skip_connect'", "f'",
+     r"expected a value, found \"f'skip_connect'\""),
+    ('[2, 3, 4]', 'range(9 ** 99)', '9 **',
+     r"integer argument of range\(\), found '9 \*\* 99'"),
+    ('[2, 3, 4]', 'range(1000000000)', 'range',
+     r'range\(\) of 1000000000 states is too long'),
+    ('[2, 3, 4]', 'range(stop=5)', 'stop',
+     r"integer argument of range\(\), found 'stop=5'"),
+    # Columns count characters, not UTF-8 bytes.
+    ("('dil_conv_5x5', 2)", "('dïl_conv_5x5', x)", 'x)',
+     r"expected a value, found 'x'"),
+])
+def test_parse_refuses_other_values(old, new, at, message):
+  text = str(G3).replace(old, new, 1)
+  position = text.index(new) + new.index(at)
+  with pytest.raises(ValueError, match=f'{message} at position {position} '
+                     rf'\(line 1, column {position + 1}\)'):
+    Genotype.parse(text)
+
+
+def test_parse_reads_signed_ints():
+  text = str(G3).replace("'skip_connect', 1", "'skip_connect', -1", 1)
+  with pytest.raises(ValueError, match=r'Genotype.normal\[1\] \(node 0\): '
+                     'input -1 out of range'):
+    Genotype.parse(text)
+  assert Genotype.parse(str(G3).replace(', 1)', ', +1)')) == G3
+
+
+@pytest.mark.parametrize('name', ['Genotype', ''])
+@pytest.mark.parametrize('newline', ['', '\n   '])
+def test_parse_positions_after_indentation_and_comments(name, newline):
+  """Leading lines and indentation, and an omitted name, keep positions."""
+  assert Genotype.parse(f'  # G3\n\t  {G3}  \n  ') == G3
+  text = f'  # G3\n    {name}{str(G3)[8:]}'.replace(
+      ', normal_concat=[2, 3, 4]', f',{newline} normal_concat=[2, x]', 1)
+  position = text.index('x]')
+  line = text.count('\n', 0, position) + 1
+  column = position - text.rindex('\n', 0, position)
+  with pytest.raises(ValueError, match=rf"found 'x' at position {position} "
+                     rf'\(line {line}, column {column}\) near "x\], reduce='):
     Genotype.parse(text)
 
 
@@ -351,7 +456,7 @@ def test_bad_json_file_names_the_file(tmp_path):
     Genotype.load(path)
   path.write_text('Genotype(normal=[')
   with pytest.raises(ValueError, match=r"Genotype.load\('.*broken.json'\): "
-                     'Genotype.parse: expected a value'):
+                     'Genotype.parse: syntax error'):
     Genotype.load(path)
 
 
