@@ -2,11 +2,26 @@
 
 XLA:CPU spends most of a tiny supernet's test time compiling, not running,
 so the tests ask for less backend optimisation. Set before jax is imported.
+Also the digits splits the data tests share (read-only arrays).
 """
 
 import os
+
+import pytest
 
 os.environ.setdefault(
     'XLA_FLAGS',
     '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+
+@pytest.fixture(scope='module')
+def digits_train():
+  from jaxdarts import data  # pylint: disable=import-outside-toplevel
+  return data.load_dataset('digits', 'train')
+
+
+@pytest.fixture(scope='module')
+def digits_test():
+  from jaxdarts import data  # pylint: disable=import-outside-toplevel
+  return data.load_dataset('digits', 'test')
