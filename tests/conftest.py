@@ -5,8 +5,20 @@ so the tests ask for less backend optimisation. Set before jax is imported.
 """
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault(
     'XLA_FLAGS',
     '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+  """A home directory that ``~`` expands to."""
+  path = tmp_path / 'home'
+  path.mkdir()
+  monkeypatch.setenv('HOME', str(path))
+  return path
