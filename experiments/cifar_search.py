@@ -8,6 +8,7 @@ checkpoint, or reports a finished one.
 """
 
 import logging as std_logging
+from pathlib import Path
 
 from absl import app
 from absl import flags
@@ -35,10 +36,11 @@ def main(argv: list[str]) -> None:
   std_logging.getLogger('jaxdarts').setLevel(std_logging.INFO)
   result = runner.run_search(FLAGS.config, FLAGS.workdir)
   state = 'finished' if result.finished else 'stopped early (resumable)'
+  workdir = Path(FLAGS.workdir)
   print(f'Search {state} at step {int(result.state.step)}.\n'
         f'Genotype: {result.genotype}\n'
-        f'Written to {FLAGS.workdir}/genotypes/ (per epoch)'
-        + (f' and {FLAGS.workdir}/genotype.txt' if result.finished else ''),
+        f'Written to {workdir / "genotypes"}/ (per epoch)'
+        + (f' and {workdir / "genotype.txt"}' if result.finished else ''),
         flush=True)
 
 

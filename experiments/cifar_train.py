@@ -4,8 +4,9 @@ r"""Retrains a genotype from scratch; see `jaxdarts.train_runner.run_train`.
     --config=experiments/configs/train.py:digits --workdir=/tmp/digits_train \
     --genotype=/tmp/digits/genotype.json
 
-``--genotype`` (a genotype file or search workdir, a ``Genotype(...)`` text
-or a published name such as ``DARTS_V2``) overrides ``config.genotype``.
+``--genotype`` (a ``Genotype(...)`` text, quoted, or its JSON; a published
+name such as ``DARTS_V2``; a genotype file or a search workdir) overrides
+``config.genotype``; see `jaxdarts.train_runner.resolve_genotype`.
 Rerunning the same command resumes an interrupted run from its last
 checkpoint, or reports a finished one.
 """
@@ -27,8 +28,9 @@ config_flags.DEFINE_config_file(
     lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory of the run: checkpoints, '
                     'metrics, final variables.')
-flags.DEFINE_string('genotype', None, 'Overrides config.genotype: a genotype '
-                    'file, a Genotype(...) text or a published name.')
+flags.DEFINE_string('genotype', None, 'Overrides config.genotype: a '
+                    'Genotype(...) text, a published name, a genotype file '
+                    'or a search workdir.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 

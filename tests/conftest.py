@@ -6,6 +6,7 @@ Also the digits splits the data tests share (read-only arrays).
 """
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +26,12 @@ def digits_train():
 def digits_test():
   from jaxdarts import data  # pylint: disable=import-outside-toplevel
   return data.load_dataset('digits', 'test')
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+  """A home directory that ``~`` expands to."""
+  path = tmp_path / 'home'
+  path.mkdir()
+  monkeypatch.setenv('HOME', str(path))
+  return path

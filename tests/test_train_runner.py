@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import flax.serialization
@@ -26,13 +29,19 @@ from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = ROOT / 'experiments' / 'configs' / 'train.py'
+SCRIPT = ROOT / 'experiments' / 'cifar_train.py'
+TIMEOUT = 600  # Seconds for a subprocess; it normally takes 10-30.
 
-# A 2-node genotype of the small search space, as a digits search derives.
-SEARCHED = Genotype.parse(
-    "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1), "
-    "('sep_conv_3x3', 1), ('max_pool_3x3', 2)], normal_concat=[2, 3], "
-    "reduce=[('max_pool_3x3', 0), ('sep_conv_3x3', 1), ('skip_connect', 2), "
-    "('max_pool_3x3', 1)], reduce_concat=[2, 3])")
+# A 3-node genotype of the small search space, as a digits search derives;
+# its text is longer than a file name may be (255 bytes).
+SEARCHED_TEXT = (
+    "Genotype(normal=[('skip_connect', 0), ('max_pool_3x3', 1), "
+    "('sep_conv_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 2), "
+    "('sep_conv_3x3', 3)], normal_concat=[2, 3, 4], "
+    "reduce=[('sep_conv_3x3', 0), ('skip_connect', 1), ('sep_conv_3x3', 0), "
+    "('sep_conv_3x3', 1), ('max_pool_3x3', 1), ('skip_connect', 3)], "
+    "reduce_concat=[2, 3, 4])")
+SEARCHED = Genotype.parse(SEARCHED_TEXT)
 
 
 def _load_configs():
@@ -146,28 +155,129 @@ def test_resume_is_exact(reference, tmp_path):
   assert steps == [2, 4, 5, 5]
 
 
-def test_resolve_genotype_forms(search_dir):
-  assert train_runner.resolve_genotype(search_dir / 'genotype.json') == SEARCHED
-  assert train_runner.resolve_genotype(str(search_dir / 'genotype.txt')) == (
-      SEARCHED)
-  assert train_runner.resolve_genotype(str(search_dir)) == SEARCHED
-  assert train_runner.resolve_genotype(str(SEARCHED)) == SEARCHED
-  assert train_runner.resolve_genotype('DARTS_V2') == genotypes.get('DARTS_V2')
-  assert train_runner.resolve_genotype(SEARCHED) == SEARCHED
+def test_command_retrains_a_genotype_text(reference, tmp_path):
+  """The README's retraining command, the genotype given as its text.
+
+  The workdir is given with ``~``, a space and a trailing slash; the run
+  must end with the very weights of the run of the same genotype's file.
+  """
+  config, workdir, _ = reference
+  # The cache the reference run wrote to (JAX keeps the first one a process
+  # configures, which may come from an earlier test).
+  cache = jax.config.jax_compilation_cache_dir or config.compilation_cache_dir
+  command = [sys.executable, str(SCRIPT), f'--config={CONFIG_FILE}:tiny',
+             '--workdir=~/retrain runs/digits/', f'--genotype={SEARCHED_TEXT}',
+             '--config.train.batch_size=256',
+             '--config.checkpoint_every_steps=2', '--config.log_every_steps=2',
+             '--config.keep_checkpoints=10',
+             f'--config.compilation_cache_dir={cache}']
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, 'HOME': str(tmp_path)},
+                          timeout=TIMEOUT, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Training finished at step 5.' in result.stdout
+  out = tmp_path / 'retrain runs' / 'digits'
+  assert json.loads((out / 'config.json').read_text())['genotype'] == (
+      SEARCHED_TEXT)
+  assert Genotype.load(out / 'genotype.json') == SEARCHED
+  assert (out / 'final_variables.msgpack').read_bytes() == (
+      workdir / 'final_variables.msgpack').read_bytes()
 
 
-@pytest.mark.parametrize('spec', ['no_such_genotype', '/no/such/file.json',
-                                  '', 'sep_conv_3x3'])
-def test_resolve_genotype_rejects_garbage(spec):
-  with pytest.raises(ValueError, match='published name') as info:
+# --- resolve_genotype: every form, with realistic inputs ----------------------
+
+# The published CIFAR-10 cells: 4 nodes, texts of 450-470 characters, the
+# PC-DARTS and P-DARTS ones with range(2, 6) concats as in their repositories.
+PUBLISHED = ('DARTS_V1', 'DARTS_V2', 'PC_DARTS', 'PDARTS')
+
+
+@pytest.mark.parametrize('name', PUBLISHED)
+def test_resolve_genotype_takes_texts_and_names(name):
+  text = genotypes.PUBLISHED_TEXT[name]
+  assert len(text.encode()) > 255  # Too long for a file name.
+  expected = genotypes.get(name)
+  resolve = train_runner.resolve_genotype
+  assert resolve(text) == expected
+  assert resolve(f'\n  {text}\n') == expected
+  # Pasted from a paper's repository: a comment, over several lines.
+  assert resolve(f'# {name}, CIFAR-10\n' + text.replace('), (', '),\n  (')) == (
+      expected)
+  assert resolve(expected.to_json(indent=2)) == expected  # genotype.json's.
+  assert resolve(expected) == expected
+  assert resolve(name) == expected
+  assert resolve(name.lower().replace('_', '-')) == expected
+
+
+def test_resolve_genotype_takes_paths(home, monkeypatch):
+  """Genotype files (.json, .txt) and search workdirs, however written."""
+  resolve = train_runner.resolve_genotype
+  for name in PUBLISHED:
+    expected = genotypes.get(name)
+    files = home / 'my genotypes'
+    files.mkdir(exist_ok=True)
+    expected.save(files / f'{name}.json')
+    (files / f'{name}.txt').write_text(genotypes.PUBLISHED_TEXT[name] + '\n')
+    search = home / 'search runs' / name.lower()
+    search.mkdir(parents=True)
+    expected.save(search / 'genotype.json')
+    specs = [f'~/my genotypes/{name}.json', f'~/my genotypes/{name}.txt',
+             files / f'{name}.json', f'{files}/{name}.txt',
+             f'~/search runs/{name.lower()}', f'~/search runs/{name.lower()}/',
+             f'{search}/', search]
+    for spec in specs:
+      assert resolve(spec) == expected, spec
+  monkeypatch.chdir(home / 'search runs')
+  assert resolve('pdarts/') == genotypes.get('PDARTS')  # Not the name.
+  assert resolve('../my genotypes/DARTS_V1.txt') == genotypes.get('DARTS_V1')
+
+
+def test_a_published_name_wins_over_a_directory(tmp_path, monkeypatch,
+                                                 caplog):
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'darts').mkdir()
+  SEARCHED.save(tmp_path / 'darts' / 'genotype.json')
+  assert train_runner.resolve_genotype('darts') == genotypes.get('DARTS_V2')
+  assert 'write ./darts for it' in caplog.text
+  assert train_runner.resolve_genotype('./darts') == SEARCHED
+
+
+def _refusal(spec) -> str:
+  """The message of `resolve_genotype`'s error, which lists every form."""
+  with pytest.raises(ValueError, match='published name: DARTS_V1') as info:
     train_runner.resolve_genotype(spec)
-  assert 'path to a genotype file' in str(info.value)
-  assert 'Genotype(normal=' in str(info.value)
+  message = str(info.value)
+  assert 'path to a genotype file' in message
+  assert 'Genotype(normal=' in message
+  return message
+
+
+@pytest.mark.parametrize('spec', ['no_such_genotype', '', 'sep_conv_3x3',
+                                  'x' * 300, None])
+def test_resolve_genotype_rejects_garbage(spec):
+  assert 'is not a genotype;' in _refusal(spec)
+
+
+def test_resolve_genotype_says_why(home):
+  assert 'did you mean DARTS_V2?' in _refusal('DARTS_V3')
+  assert 'did you mean PC_DARTS?' in _refusal('pc-dart')
+  assert 'no such file or directory: /no/such/file.json' in _refusal(
+      '/no/such/file.json')
+  assert f'no such file or directory: {home}/my runs/genotype.json' in (
+      _refusal('~/my runs/genotype.json'))
+  assert f'{home} holds no genotype.json' in _refusal('~/')
+  (home / 'bad.txt').write_text('Genotype(normal=[]')
+  assert "malformed: Genotype.load('" in _refusal('~/bad.txt')
 
 
 def test_resolve_genotype_reports_malformed_text():
-  with pytest.raises(ValueError, match='Genotype'):
-    train_runner.resolve_genotype("Genotype(normal=[('sep_conv_3x3', 0)]")
+  text = genotypes.PUBLISHED_TEXT['DARTS_V2']
+  message = _refusal(text[:-1])  # The closing parenthesis lost.
+  assert 'malformed: Genotype.parse: expected' in message
+  assert f'at position {len(text) - 1}' in message
+  message = _refusal(text.replace('sep_conv_3x3', 'sep_conv_9x9'))
+  assert ("malformed: Genotype.normal[0] (node 0): unknown op 'sep_conv_9x9'"
+          in message)
+  assert 'malformed JSON' in _refusal('{"normal": [["sep_conv_3x3", 0]')
 
 
 def test_non_finite_loss_stops_the_run(reference, tmp_path, monkeypatch):

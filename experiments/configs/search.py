@@ -45,7 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.depthwise = ''  # '' = per backend | 'shift' | 'conv'
 
   config.search = ml_collections.ConfigDict()
-  config.search.hypergradient = 'first_order'  # | 'exact' | 'finite_difference'
+  # 'first_order' | 'finite_difference' | 'exact' | 'unrolled'.
+  config.search.hypergradient = 'first_order'
   config.search.epochs = 50
   config.search.batch_size = 64
   config.search.seed = 0

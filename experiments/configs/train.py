@@ -11,9 +11,10 @@ override any field with ``--config.FIELD=VALUE``, e.g.
   search.
 * ``tiny``: a smoke test (and the tests' config), seconds after compiling.
 
-``config.genotype`` is a path to a genotype file (the ``genotype.json`` a
-search writes, or the search's workdir), a genotype text
-``Genotype(normal=..., ...)`` or a published name (`jaxdarts.spaces.darts_cnn.genotypes`).
+``config.genotype`` is a genotype text ``Genotype(normal=..., ...)`` (or
+its JSON), a published name (`jaxdarts.genotypes`) or a path to a genotype
+file (the ``genotype.json`` a search writes, or the search's workdir); see
+`jaxdarts.train_runner.resolve_genotype`.
 """
 
 from __future__ import annotations
