@@ -17,12 +17,12 @@ fixed costs (outputs, checkpoint) dominate the ratio. The default model is
 the paper's supernet (``--channels=16 --layers=8``) at batch 16.
 """
 
-import importlib.util
 import json
 import logging
 import os
 import pathlib
 import statistics
+import sys
 import tempfile
 import time
 
@@ -30,6 +30,9 @@ from absl import app
 from absl import flags
 import jax
 import numpy as np
+
+# The repository root, for experiments.configs.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 flags.DEFINE_integer('channels', 16, 'Initial channels C.')
 flags.DEFINE_integer('layers', 8, 'Cells.')
@@ -62,27 +65,20 @@ def _dataset(directory: str) -> str:
   return f'npz:{path}'
 
 
-def _search_configs():
-  """``experiments/configs/search.py`` (configs are files, not a package)."""
-  path = pathlib.Path(__file__).parents[1] / 'experiments/configs/search.py'
-  spec = importlib.util.spec_from_file_location('search_configs', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def main(argv):
   del argv
   # pylint: disable=g-import-not-at-top
+  from experiments.configs import search as search_configs
   from jaxdarts.core import parallel
-  from jaxdarts.run import search as runner
+  from jaxdarts.run import search
+  from jaxdarts.run.evaluate import evaluate
   # pylint: enable=g-import-not-at-top
 
   clock = _Clock()
-  logging.getLogger('jaxdarts.run.search').addHandler(clock)
-  logging.getLogger('jaxdarts.run.search').setLevel(logging.INFO)
+  logging.getLogger('jaxdarts.run').addHandler(clock)
+  logging.getLogger('jaxdarts.run').setLevel(logging.INFO)
   with tempfile.TemporaryDirectory() as tmp:
-    config = _search_configs().base_config()
+    config = search_configs.base_config()
     config.data.name = _dataset(tmp)
     config.model.channels = FLAGS.channels
     config.model.layers = FLAGS.layers
@@ -93,7 +89,7 @@ def main(argv):
     config.log_every_steps = max(1, FLAGS.steps_per_epoch // 2)
     start = time.perf_counter()
     workdir = os.path.join(tmp, 'workdir')
-    result = runner.run_search(config, workdir)
+    result = search.run_search(config, workdir)
     total = time.perf_counter() - start
     # Steps/s between log lines, after the first epoch: the loop's steps
     # without the epoch-end work (evaluation, outputs, checkpoint).
@@ -104,8 +100,8 @@ def main(argv):
 
     # The same compiled step, alone, on batches already on the devices.
     mesh = parallel.make_mesh(config.num_devices)
-    halves = runner._load_halves(config)  # pylint: disable=protected-access
-    batches = iter(runner._batches(config, halves))  # pylint: disable=protected-access
+    halves = search.load_halves(config)
+    batches = iter(search.search_batches(config, halves))
     train, val = (parallel.mesh_shard(b, mesh) for b in next(batches))
     state = result.state
     times = []
@@ -115,8 +111,7 @@ def main(argv):
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - begin)
     begin = time.perf_counter()
-    runner._evaluate_supernet(state, halves.alphas_half, FLAGS.batch_size,  # pylint: disable=protected-access
-                              mesh)
+    evaluate(state, halves.alphas_half, FLAGS.batch_size, mesh)
     eval_s = time.perf_counter() - begin
 
   step_s = statistics.median(times)

@@ -15,7 +15,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from jaxdarts.run import search as runner
+from jaxdarts.run import search
 import multihost
 
 FLAGS = flags.FLAGS
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
   std_logging.getLogger('jaxdarts').setLevel(std_logging.INFO)
-  result = runner.run_search(FLAGS.config, FLAGS.workdir)
+  result = search.run_search(FLAGS.config, FLAGS.workdir)
   state = 'finished' if result.finished else 'stopped early (resumable)'
   workdir = Path(FLAGS.workdir)
   print(f'Search {state} at step {int(result.state.step)}.\n'

@@ -1,4 +1,4 @@
-r"""Retrains a genotype from scratch; see `jaxdarts.train_runner.run_train`.
+r"""Retrains a genotype from scratch; see `jaxdarts.run.retrain.run_train`.
 
   python experiments/cifar_train.py \
     --config=experiments/configs/train.py:digits --workdir=/tmp/digits_train \
@@ -6,7 +6,7 @@ r"""Retrains a genotype from scratch; see `jaxdarts.train_runner.run_train`.
 
 ``--genotype`` (a ``Genotype(...)`` text, quoted, or its JSON; a published
 name such as ``DARTS_V2``; a genotype file or a search workdir) overrides
-``config.genotype``; see `jaxdarts.train_runner.resolve_genotype`.
+``config.genotype``; see `jaxdarts.genotypes.resolve`.
 Rerunning the same command resumes an interrupted run from its last
 checkpoint, or reports a finished one.
 """
@@ -18,7 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from jaxdarts import train_runner
+from jaxdarts.run import retrain
 
 import multihost
 
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
   if FLAGS.genotype is not None:
     with config.unlocked():
       config.genotype = FLAGS.genotype
-  result = train_runner.run_train(config, FLAGS.workdir)
+  result = retrain.run_train(config, FLAGS.workdir)
   state = 'finished' if result.finished else 'stopped early (resumable)'
   print(f'Training {state} at step {int(result.state.step)}.\n'
         f'Test accuracy: {result.test_accuracy:.4f}\n'

@@ -1,34 +1,36 @@
 """jaxdarts: Differentiable Architecture Search (Liu et al., 2019) in JAX/Flax.
 
-Where things are:
+Where things are (the README has the full map):
 
-* the candidate operations: :mod:`jaxdarts.ops`;
-* the search space (primitives, nodes, alpha shapes): :mod:`jaxdarts.space`;
-* the supernet, its cell and mixed op: :mod:`jaxdarts.supernet`;
-* the hypergradients (first order, finite differences, exact, unrolled):
-  :mod:`jaxdarts.hypergradient`;
-* the bilevel state and step: :mod:`jaxdarts.search`;
-* genotypes, their derivation and I/O: :mod:`jaxdarts.genotype`; the
-  published ones: :mod:`jaxdarts.genotypes`;
-* evaluation networks from a genotype: :mod:`jaxdarts.networks`, their
-  retraining steps: :mod:`jaxdarts.train`, parameter and multiply-add
-  counts: :mod:`jaxdarts.counting`;
-* data parallelism over devices and hosts (pmap, mesh, multi-host
-  set-up): :mod:`jaxdarts.parallel`;
-* the search and retraining loops: :mod:`jaxdarts.runner` (``run_search``)
-  and :mod:`jaxdarts.train_runner` (``run_train``); a run's HTML report:
-  :mod:`jaxdarts.report`.
+* the bilevel step: :mod:`jaxdarts.core.step`; its state:
+  :mod:`jaxdarts.core.state`; the hypergradients (first order, finite
+  differences, exact, unrolled): :mod:`jaxdarts.core.hypergradient`; data
+  parallelism: :mod:`jaxdarts.core.parallel`; retraining:
+  :mod:`jaxdarts.core.train`;
+* search methods (DARTS, ...): :mod:`jaxdarts.methods`;
+* search spaces: :mod:`jaxdarts.spaces`; the DARTS CNN space's cell, supernet,
+  operations, evaluation networks and published genotypes:
+  :mod:`jaxdarts.spaces.darts_cnn`; genotypes: :mod:`jaxdarts.genotype`;
+* tasks (loss and metrics): :mod:`jaxdarts.tasks`;
+* data: :mod:`jaxdarts.data`; parameter and multiply-add counts:
+  :mod:`jaxdarts.cost`;
+* the search and retraining runs, checkpoints, the workdir:
+  :mod:`jaxdarts.run`; drawings and the HTML report: :mod:`jaxdarts.viz`.
 """
 
+from jaxdarts import methods
+from jaxdarts import spaces
+from jaxdarts import tasks
 from jaxdarts.core import hypergradient
 from jaxdarts.core import parallel
 from jaxdarts.core import train
+from jaxdarts.core.evaluate import eval_step
+from jaxdarts.core.state import (SearchState, create_search_state,
+                                 default_arch_optimizer,
+                                 default_weight_optimizer)
+from jaxdarts.core.step import search_step, search_step_fn
 from jaxdarts.cost import counting
 from jaxdarts.cost.counting import count_flops, count_params
-from jaxdarts.core.search import (SearchState, create_search_state,
-                                  default_arch_optimizer,
-                                  default_weight_optimizer, eval_step,
-                                  search_step, search_step_fn)
 from jaxdarts.genotype import Genotype, derive_genotype
 from jaxdarts.spaces.darts_cnn import genotypes
 from jaxdarts.spaces.darts_cnn import networks

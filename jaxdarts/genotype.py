@@ -247,6 +247,12 @@ class Genotype(_GenotypeFields):
                     self.num_nodes)
     return self
 
+  def same_architecture(self, other: Genotype | None) -> bool:
+    """Whether ``other`` is the same architecture: equal up to the order of
+    a node's two pairs (which only says which was stronger) and of the
+    concat lists."""
+    return other is not None and _canonical(self) == _canonical(other)
+
   # -- Text form -------------------------------------------------------------
 
   def __repr__(self) -> str:
@@ -357,6 +363,13 @@ class Genotype(_GenotypeFields):
       return cls.parse(text, space)
     except ValueError as e:
       raise ValueError(f'Genotype.load({os.fspath(path)!r}): {e}') from e
+
+
+def _canonical(genotype: Genotype) -> tuple[Any, ...]:
+  def cell(pairs: tuple[Pair, ...]) -> tuple[Any, ...]:
+    return tuple(tuple(sorted(pairs[i:i + 2])) for i in range(0, len(pairs), 2))
+  return (cell(genotype.normal), tuple(sorted(genotype.normal_concat)),
+          cell(genotype.reduce), tuple(sorted(genotype.reduce_concat)))
 
 
 def _pairs_text(pairs: tuple[Pair, ...]) -> str:
@@ -554,25 +567,24 @@ class _Parser:
 # Derivation from architecture parameters.
 
 
-def _alpha_probs(alphas: Mapping[str, Any], cell: str,
-                 space: SearchSpace) -> np.ndarray:
-  """softmax over the ops of ``alphas[cell]`` in float64, shape-checked."""
-  if cell not in alphas:
-    raise ValueError(f'derive_genotype: alphas has no {cell!r} entry; expected '
-                     f'keys {", ".join(map(repr, CELL_TYPES))}')
-  logits = np.asarray(alphas[cell], dtype=np.float64)
-  if logits.shape != space.alpha_shape:
+def _cell_weights(weights: Mapping[str, Any], cell: str, space: SearchSpace,
+                  what: str) -> np.ndarray:
+  """``weights[cell]`` as float64, checked for presence, shape, finiteness."""
+  if cell not in weights:
+    raise ValueError(f'derive: {what} has no {cell!r} entry; expected keys '
+                     f'{", ".join(map(repr, CELL_TYPES))}')
+  array = np.asarray(weights[cell], dtype=np.float64)
+  if array.shape != space.alpha_shape:
     raise ValueError(
-        f'derive_genotype: alphas[{cell!r}] has shape {logits.shape}, expected '
+        f'derive: {what}[{cell!r}] has shape {array.shape}, expected '
         f'{space.alpha_shape} (num_edges={space.num_edges} for '
         f'{space.num_nodes} nodes, num_ops={space.num_ops} primitives)')
-  if not np.all(np.isfinite(logits)):
-    raise ValueError(f'derive_genotype: alphas[{cell!r}] has non-finite values')
-  shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-  return shifted / shifted.sum(axis=-1, keepdims=True)
+  if not np.all(np.isfinite(array)):
+    raise ValueError(f'derive: {what}[{cell!r}] has non-finite values')
+  return array
 
 
-def _derive_cell(probs: np.ndarray, space: SearchSpace) -> list[Pair]:
+def _top2_cell(probs: np.ndarray, space: SearchSpace) -> list[Pair]:
   """Two strongest incoming edges per node, each with its strongest op.
 
   An edge's strength is its largest non-'none' op weight. Edges are ranked
@@ -591,33 +603,51 @@ def _derive_cell(probs: np.ndarray, space: SearchSpace) -> list[Pair]:
   return pairs
 
 
-def derive_genotype(alphas: Mapping[str, Any],
-                    space: SearchSpace = DARTS_SPACE) -> Genotype:
-  """Discretises architecture parameters into a genotype, as DARTS does.
+def top2_genotype(weights: Mapping[str, Any], space: SearchSpace = DARTS_SPACE,
+                  *, what: str = 'weights') -> Genotype:
+  """The DARTS CNN space's derivation rule on per-edge op weights.
 
-  For each cell, the alphas are turned into op weights with a softmax over
-  the last axis (in float64). Each intermediate node keeps its two incoming
-  edges with the largest non-'none' op weight, each with that op, emitted
-  strongest first; both cells concatenate all intermediate nodes.
+  Each intermediate node keeps its two incoming edges with the largest
+  non-'none' op weight, each with that op, emitted strongest first; both
+  cells concatenate all intermediate nodes.
 
   Args:
-    alphas: ``{'normal': [num_edges, num_ops], 'reduce': [...]}`` arrays
-      (jax or numpy) in ``space``'s edge and primitive order.
-    space: the search space the alphas belong to.
+    weights: ``{'normal': [num_edges, num_ops], 'reduce': [...]}`` arrays
+      (jax or numpy) in ``space``'s edge and primitive order, e.g. a
+      method's ``strengths``.
+    space: the search space the weights belong to.
+    what: how error messages name ``weights``.
 
-  Returns:
-    The validated genotype.
+  Raises:
+    ValueError: if a cell's weights are missing, of the wrong shape, or not
+      finite.
+  """
+  if not isinstance(weights, Mapping):
+    raise ValueError(f'derive: {what} must be a mapping with keys '
+                     f'{", ".join(map(repr, CELL_TYPES))}, got '
+                     f'{type(weights).__name__}')
+  cells = {cell: _top2_cell(_cell_weights(weights, cell, space, what), space)
+           for cell in CELL_TYPES}
+  return Genotype.make(normal=cells['normal'], normal_concat=space.concat,
+                       reduce=cells['reduce'], reduce_concat=space.concat,
+                       space=space)
+
+
+def derive_genotype(alphas: Mapping[str, Any],
+                    space: SearchSpace = DARTS_SPACE) -> Genotype:
+  """Discretises architecture parameters into a genotype, as DARTS does:
+  `top2_genotype` of the softmax of each cell's alphas (in float64).
 
   Raises:
     ValueError: if a cell's alphas are missing, of the wrong shape, or not
       finite.
   """
-  if not isinstance(alphas, Mapping):
-    raise ValueError('derive_genotype: alphas must be a mapping with keys '
-                     f'{", ".join(map(repr, CELL_TYPES))}, got '
-                     f'{type(alphas).__name__}')
-  cells = {cell: _derive_cell(_alpha_probs(alphas, cell, space), space)
-           for cell in CELL_TYPES}
-  return Genotype.make(normal=cells['normal'], normal_concat=space.concat,
-                       reduce=cells['reduce'], reduce_concat=space.concat,
-                       space=space)
+  if isinstance(alphas, Mapping):
+    alphas = {cell: _softmax(_cell_weights(alphas, cell, space, 'alphas'))
+              for cell in CELL_TYPES}
+  return top2_genotype(alphas, space, what='alphas')
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return shifted / shifted.sum(axis=-1, keepdims=True)

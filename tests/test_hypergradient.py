@@ -13,7 +13,7 @@ import pytest
 
 import jaxdarts
 from jaxdarts.core import hypergradient as hg
-from jaxdarts.core.search import _loss_fn
+from jaxdarts.core.step import loss_fn as _loss_fn
 from tiny import MicroSupernet, random_batch, tiny_model
 
 # One node per cell keeps the float64 second-order programs quick to compile.

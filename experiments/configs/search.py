@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.augment = True
 
   config.model = ml_collections.ConfigDict()
+  config.model.space = 'darts_cnn'  # jaxdarts.spaces
   config.model.channels = 16
   config.model.layers = 8
   config.model.num_nodes = 4
@@ -45,11 +46,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.depthwise = ''  # '' = per backend | 'shift' | 'conv'
 
   config.search = ml_collections.ConfigDict()
+  config.search.method = 'darts'  # jaxdarts.methods; options in config.method
   # 'first_order' | 'finite_difference' | 'exact' | 'unrolled'.
   config.search.hypergradient = 'first_order'
   config.search.epochs = 50
   config.search.batch_size = 64
   config.search.seed = 0
+
+  # The method's options (fields of its class), e.g. a temperature range.
+  config.method = ml_collections.ConfigDict()
+  config.task = 'classification'  # jaxdarts.tasks
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.weight_lr = 0.025  # Cosine-annealed to weight_min_lr.

@@ -1,4 +1,4 @@
-"""Configs of a retraining run (`jaxdarts.train_runner.run_train`).
+"""Configs of a retraining run (`jaxdarts.run.retrain.run_train`).
 
 Select a preset with ``--config=experiments/configs/train.py:NAME`` and
 override any field with ``--config.FIELD=VALUE``, e.g.
@@ -14,7 +14,7 @@ override any field with ``--config.FIELD=VALUE``, e.g.
 ``config.genotype`` is a genotype text ``Genotype(normal=..., ...)`` (or
 its JSON), a published name (`jaxdarts.genotypes`) or a path to a genotype
 file (the ``genotype.json`` a search writes, or the search's workdir); see
-`jaxdarts.train_runner.resolve_genotype`.
+`jaxdarts.genotypes.resolve`.
 """
 
 from __future__ import annotations

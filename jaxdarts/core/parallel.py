@@ -1,6 +1,6 @@
 """Data parallelism: the same per-device step on many devices and hosts.
 
-:func:`jaxdarts.core.search.search_step_fn` and
+:func:`jaxdarts.core.step.search_step_fn` and
 :func:`jaxdarts.core.train.train_step_fn` take an ``axis_name``; mapped over it,
 they average gradients, metrics and BatchNorm batch statistics across the
 devices, so N devices, each on ``B / N`` examples of a global batch of
@@ -54,7 +54,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxdarts.core.search import search_step_fn
+from jaxdarts.core.step import search_step_fn
 from jaxdarts.core.train import train_step_fn
 
 PyTree = Any
@@ -172,26 +172,23 @@ metrics come back stacked too (every row equal). Donates the input state.
 """
 
 
-def _train_step(state, batch, drop_path_rate, auxiliary_weight,
-                label_smoothing):
+def _train_step(state, batch, drop_path_rate, auxiliary_weight):
   return train_step_fn(state, batch, drop_path_rate=drop_path_rate,
-                       auxiliary_weight=auxiliary_weight,
-                       label_smoothing=label_smoothing, axis_name=AXIS)
+                       auxiliary_weight=auxiliary_weight, axis_name=AXIS)
 
 
 _pmapped_train_step = jax.pmap(
     _train_step, axis_name=AXIS, in_axes=(0, 0, None),
-    static_broadcasted_argnums=(3, 4), donate_argnums=0)
+    static_broadcasted_argnums=(3,), donate_argnums=0)
 
 
 def pmap_train_step(state, batch, *, drop_path_rate: float | jax.Array = 0.,
-                    auxiliary_weight: float = 0.4,
-                    label_smoothing: float = 0.):
+                    auxiliary_weight: float = 0.4):
   """`jaxdarts.core.train.train_step` on this host's devices (see
   :data:`pmap_search_step`; the arguments are ``train_step``'s)."""
   return _pmapped_train_step(state, batch,
                              jnp.asarray(drop_path_rate, jnp.float32),
-                             auxiliary_weight, label_smoothing)
+                             auxiliary_weight)
 
 
 def replicate(tree: PyTree, num_devices: int | None = None) -> PyTree:
@@ -253,22 +250,19 @@ def mesh_search_step(state, train_batch, val_batch, *,
 
 
 @functools.lru_cache(maxsize=None)
-def _mesh_train(mesh: jax.sharding.Mesh, auxiliary_weight: float,
-                label_smoothing: float):
+def _mesh_train(mesh: jax.sharding.Mesh, auxiliary_weight: float):
   step = jax.shard_map(
-      functools.partial(_train_step, auxiliary_weight=auxiliary_weight,
-                        label_smoothing=label_smoothing), mesh=mesh,
-      in_specs=(P(), P(AXIS), P()), out_specs=P(), check_vma=False)
+      functools.partial(_train_step, auxiliary_weight=auxiliary_weight),
+      mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=P(), check_vma=False)
   return jax.jit(step, donate_argnums=0)
 
 
 def mesh_train_step(state, batch, *, mesh: jax.sharding.Mesh,
                     drop_path_rate: float | jax.Array = 0.,
-                    auxiliary_weight: float = 0.4,
-                    label_smoothing: float = 0.):
+                    auxiliary_weight: float = 0.4):
   """`jaxdarts.core.train.train_step` on every device of ``mesh`` (see
   :func:`mesh_search_step`; the other arguments are ``train_step``'s)."""
-  return _mesh_train(mesh, auxiliary_weight, label_smoothing)(
+  return _mesh_train(mesh, auxiliary_weight)(
       state, batch, jnp.asarray(drop_path_rate, jnp.float32))
 
 

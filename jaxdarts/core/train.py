@@ -11,9 +11,11 @@ caller ramps linearly over training. Use it in your own loop::
     for step, batch in enumerate(batches):
       state, metrics = train_step(state, batch,
                                   drop_path_rate=0.2 * step / n)
-    totals = eval_step(state, test_batch)
+    totals = jaxdarts.eval_step(state, test_batch)  # core/evaluate.py
 
 ``drop_path_rate`` is traced, so changing it every step never recompiles.
+The loss and metrics are the state's task's (:mod:`jaxdarts.tasks`;
+classification by default, with optional label smoothing).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdarts.core.search import run_once, with_bn_axis
+from jaxdarts.core.state import run_once, with_bn_axis
+from jaxdarts.tasks.classification import Classification
 
 PyTree = Any
 Batch = dict[str, jax.Array]  # {'image': [B, H, W, C] float, 'label': [B] int}
@@ -36,8 +39,9 @@ Schedule = Callable[[jax.Array], jax.Array]
 class TrainState(flax.struct.PyTreeNode):
   """Everything a retraining step reads and writes.
 
-  The arrays are pytree leaves; the model, the optimizer and the learning
-  rate schedule are static, so changing any of them compiles a new step.
+  The arrays are pytree leaves; the model, the optimizer, the learning
+  rate schedule and the task are static, so changing any of them compiles
+  a new step.
   """
   step: jax.Array
   params: PyTree
@@ -48,10 +52,15 @@ class TrainState(flax.struct.PyTreeNode):
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
   learning_rate_fn: Schedule | None = flax.struct.field(pytree_node=False,
                                                         default=None)
+  task: Any = flax.struct.field(pytree_node=False, default=Classification())
 
   @property
   def variables(self) -> dict[str, PyTree]:
     return {'params': self.params, 'batch_stats': self.batch_stats}
+
+  def predict(self, images: jax.Array) -> jax.Array:
+    """The network's outputs in evaluation mode (running BN statistics)."""
+    return self.model.apply(self.variables, images, train=False)
 
 
 def default_optimizer(num_steps: int, *, learning_rate: float = 0.025,
@@ -78,12 +87,13 @@ def default_optimizer(num_steps: int, *, learning_rate: float = 0.025,
 def create_train_state(rng: jax.Array, model: nn.Module, sample_images, *,
                        num_steps: int, learning_rate: float = 0.025,
                        momentum: float = 0.9, weight_decay: float = 3e-4,
-                       grad_clip: float | None = 5.) -> TrainState:
+                       grad_clip: float | None = 5.,
+                       task: Any = None) -> TrainState:
   """Initialises the weights, BatchNorm statistics and the optimizer.
 
   Args:
     rng: a PRNG key (split into the init key and the state's dropout key).
-    model: an evaluation network (:class:`~jaxdarts.spaces.darts_cnn.networks.NetworkCIFAR`,
+    model: an evaluation network (:class:`~jaxdarts.NetworkCIFAR`,
       :class:`~jaxdarts.spaces.darts_cnn.networks.NetworkImageNet`, or anything called as
       ``model.apply(variables, images, train=..., drop_path_rate=...)``
       returning logits or ``(logits, aux_logits)``).
@@ -92,6 +102,8 @@ def create_train_state(rng: jax.Array, model: nn.Module, sample_images, *,
     num_steps: length of the run, for the cosine learning rate.
     learning_rate, momentum, weight_decay, grad_clip: see
       :func:`default_optimizer`.
+    task: what the outputs are scored by (default: classification; e.g.
+      ``Classification(label_smoothing=0.1)`` for ImageNet).
   """
   tx, schedule = default_optimizer(
       num_steps, learning_rate=learning_rate, momentum=momentum,
@@ -103,19 +115,7 @@ def create_train_state(rng: jax.Array, model: nn.Module, sample_images, *,
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get('batch_stats', {}),
                     opt_state=tx.init(params), rng=rng, model=model, tx=tx,
-                    learning_rate_fn=schedule)
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array,
-                  label_smoothing: float = 0.) -> jax.Array:
-  """Mean cross-entropy; with smoothing, targets ``(1-e) onehot + e/K``."""
-  if not label_smoothing:
-    return optax.softmax_cross_entropy_with_integer_labels(
-        logits, labels).mean()
-  targets = optax.smooth_labels(
-      jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype),
-      label_smoothing)
-  return optax.softmax_cross_entropy(logits, targets).mean()
+                    learning_rate_fn=schedule, task=task or Classification())
 
 
 def _split_outputs(outputs) -> tuple[jax.Array, jax.Array | None]:
@@ -127,13 +127,13 @@ def _split_outputs(outputs) -> tuple[jax.Array, jax.Array | None]:
 
 def train_step_fn(state: TrainState, batch: Batch, *,
                   drop_path_rate: float | jax.Array,
-                  auxiliary_weight: float = 0.4, label_smoothing: float = 0.,
+                  auxiliary_weight: float = 0.4,
                   axis_name: str | None = None
                   ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One training step (unjitted; see :func:`train_step`).
 
-  The loss is the cross-entropy of the logits plus ``auxiliary_weight``
-  times that of the auxiliary logits (when the model returns them). BatchNorm
+  The loss is the task's loss of the logits plus ``auxiliary_weight`` times
+  that of the auxiliary logits (when the model returns them). BatchNorm
   uses batch statistics and its running averages are updated.
 
   Args:
@@ -142,8 +142,6 @@ def train_step_fn(state: TrainState, batch: Batch, *,
     drop_path_rate: the drop-path probability for this step (a float or a
       traced scalar; nothing branches on it).
     auxiliary_weight: weight of the auxiliary loss.
-    label_smoothing: smoothing of the training targets (0.1 for ImageNet in
-      the reference code).
     axis_name: with a mapped axis (see :mod:`jaxdarts.core.parallel`), the
       gradients, the BatchNorm batch statistics (the model's
       ``bn_axis_name`` is bound to it) and the metrics are averaged over it,
@@ -152,17 +150,17 @@ def train_step_fn(state: TrainState, batch: Batch, *,
       result matches one device's in distribution only.
 
   Returns:
-    ``(new_state, metrics)``; metrics: ``loss`` (the total), ``ce_loss``,
-    ``aux_loss`` (0 without an auxiliary head), ``accuracy``, ``lr``,
-    ``grad_norm`` (before clipping) and ``drop_path_rate``.
+    ``(new_state, metrics)``; metrics: ``loss`` (the total), ``ce_loss``
+    (the task's loss of the logits), ``aux_loss`` (0 without an auxiliary
+    head), the task's metrics (``accuracy``), ``lr``, ``grad_norm``
+    (before clipping) and ``drop_path_rate``.
   """
   rng, dropout_rng = jax.random.split(state.rng)
   if axis_name is not None:
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
   reduce = ((lambda tree: tree) if axis_name is None else
             (lambda tree: jax.lax.pmean(tree, axis_name)))
-  labels = batch['label']
-  model = with_bn_axis(state.model, axis_name)
+  model, task = with_bn_axis(state.model, axis_name), state.task
 
   def loss_fn(params):
     outputs, updates = model.apply(
@@ -170,9 +168,9 @@ def train_step_fn(state: TrainState, batch: Batch, *,
         train=True, drop_path_rate=drop_path_rate,
         rngs={'dropout': dropout_rng}, mutable=['batch_stats'])
     logits, aux_logits = _split_outputs(outputs)
-    ce_loss = cross_entropy(logits, labels, label_smoothing)
+    ce_loss = task.loss(logits, batch)
     aux_loss = (jnp.zeros_like(ce_loss) if aux_logits is None else
-                cross_entropy(aux_logits, labels, label_smoothing))
+                task.loss(aux_logits, batch))
     loss = ce_loss + auxiliary_weight * aux_loss
     return loss, (updates['batch_stats'], logits, ce_loss, aux_loss)
 
@@ -185,7 +183,7 @@ def train_step_fn(state: TrainState, batch: Batch, *,
         else jnp.nan)
   metrics = reduce({
       'loss': loss, 'ce_loss': ce_loss, 'aux_loss': aux_loss,
-      'accuracy': jnp.mean(jnp.argmax(logits, -1) == labels),
+      **task.metrics(logits, batch),
   })
   metrics.update(lr=jnp.asarray(lr, jnp.float32),
                  grad_norm=optax.tree.norm(grads),
@@ -198,39 +196,21 @@ def train_step_fn(state: TrainState, batch: Batch, *,
 
 _jitted_train_step = jax.jit(
     train_step_fn, donate_argnums=0,
-    static_argnames=('auxiliary_weight', 'label_smoothing', 'axis_name'))
+    static_argnames=('auxiliary_weight', 'axis_name'))
 
 
 def train_step(state: TrainState, batch: Batch, *,
                drop_path_rate: float | jax.Array = 0.,
-               auxiliary_weight: float = 0.4, label_smoothing: float = 0.
+               auxiliary_weight: float = 0.4
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One jitted training step: ``(state, batch) -> (state, metrics)``.
 
   See :func:`train_step_fn`. ``drop_path_rate`` is passed to the compiled
   step as a float32 array, so every value (0, 0.1, a Python int or float)
-  reuses one compiled program; ``auxiliary_weight`` and ``label_smoothing``
-  are compile-time constants. The input state's buffers are donated: keep
+  reuses one compiled program; ``auxiliary_weight`` is a compile-time
+  constant. The input state's buffers are donated: keep
   using the returned state.
   """
   return _jitted_train_step(
       state, batch, drop_path_rate=jnp.asarray(drop_path_rate, jnp.float32),
-      auxiliary_weight=auxiliary_weight, label_smoothing=label_smoothing)
-
-
-def eval_step_fn(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
-  """Summed loss and correct count on a batch (running BN statistics).
-
-  Returns:
-    ``{'loss_sum', 'correct', 'count'}``: sums, so batches of any size add
-    up to exact dataset totals.
-  """
-  logits = state.model.apply(state.variables, batch['image'], train=False)
-  losses = optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch['label'])
-  return {'loss_sum': losses.sum(),
-          'correct': jnp.sum(jnp.argmax(logits, -1) == batch['label']),
-          'count': jnp.asarray(batch['label'].shape[0])}
-
-
-eval_step = jax.jit(eval_step_fn)
+      auxiliary_weight=auxiliary_weight)

@@ -91,6 +91,7 @@ class Checkpointer:
       keep: int | None = 3,
       save_interval_steps: int | None = None,
       model_config: Mapping[str, Any] | None = None,
+      model_config_defaults: Mapping[str, Any] | None = None,
   ) -> None:
     """Opens (creating if needed) the checkpoint directory.
 
@@ -102,6 +103,9 @@ class Checkpointer:
         every call.
       model_config: The run's model-shape config, a flat dict of JSON values.
         Stored in each checkpoint and compared on restore; None skips both.
+      model_config_defaults: Values of ``model_config`` fields added after
+        checkpoints were written without them: such a checkpoint stands for
+        these values.
 
     Raises:
       TypeError: If ``model_config`` is not JSON-serialisable.
@@ -109,6 +113,7 @@ class Checkpointer:
     self.directory = _as_path(directory)
     self._model_config = (
         None if model_config is None else _to_json(dict(model_config)))
+    self._defaults = _to_json(dict(model_config_defaults or {}))
     preservation = ocp.checkpoint_managers.LatestN(n=keep)
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_interval_steps or 1,
@@ -268,6 +273,7 @@ class Checkpointer:
     """
     if stored is None or self._model_config is None:
       return
+    stored = {**self._defaults, **stored}
     current = self._model_config
     fields = sorted(k for k in current
                     if stored.get(k, _ABSENT) != current[k])

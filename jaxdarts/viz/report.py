@@ -41,7 +41,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxdarts.cost import counting
-from jaxdarts.viz import cells as visualize
+from jaxdarts.run.workdir import Workdir
+from jaxdarts.viz import cells
+from jaxdarts.viz import history
 from jaxdarts.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES
@@ -141,8 +143,8 @@ def write_report(workdir: PathLike) -> Path:
       (neither ``genotype.json``/``.txt`` nor ``genotypes/epoch_NNN.json``).
     ValueError: if the final genotype's file is malformed.
   """
-  workdir = Path(workdir).expanduser()
-  genotype, origin = _final_genotype(workdir)
+  workdir = Workdir(workdir)
+  genotype, origin = workdir.genotype()
   config, config_error = _read_config(workdir)
   with tempfile.TemporaryDirectory(prefix='jaxdarts_report_') as tmp:
     images = Path(tmp)
@@ -165,39 +167,12 @@ def write_report(workdir: PathLike) -> Path:
 # Reading the workdir.
 
 
-def _final_genotype(workdir: Path) -> tuple[Genotype, str | None]:
-  """The genotype to report and, if it is not the final one, a note why."""
-  if not workdir.is_dir():
-    raise FileNotFoundError(f'{workdir}: no such directory (expected the '
-                            f'workdir of a search run, {_SEARCH_SCRIPT})')
-  for name in ('genotype.json', 'genotype.txt'):
-    if (workdir / name).is_file():
-      return Genotype.load(workdir / name), None
-  try:
-    epoch, genotype = visualize.genotype_history(workdir)[-1]
-  except FileNotFoundError:
-    raise FileNotFoundError(
-        f'{workdir}: no genotype to report: neither genotype.json (the final '
-        'genotype) nor genotypes/epoch_NNN.json (one per epoch) exists. A '
-        f'search run writes them: python {_SEARCH_SCRIPT} --config=... '
-        f'--workdir={workdir}') from None
-  return genotype, (f'genotype.json is missing (is the search still '
-                    f'running?); this is the genotype of the last epoch '
-                    f'written, epoch {epoch}.')
-
-
-def _read_config(workdir: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _read_config(workdir: Workdir) -> tuple[dict[str, Any] | None, str | None]:
   """``config.json`` as a dict, or None and why not."""
-  path = workdir / 'config.json'
   try:
-    config = json.loads(path.read_text(encoding='utf-8'))
-  except FileNotFoundError:
-    return None, f'No config.json in {workdir}.'
+    return workdir.config(), None
   except (OSError, ValueError) as e:
-    return None, f'{path} could not be read: {e}'
-  if not isinstance(config, dict):
-    return None, f'{path} holds a {type(config).__name__}, not a JSON object.'
-  return config, None
+    return None, str(e)
 
 
 def _config_value(config: Mapping[str, Any] | None, dotted: str) -> Any:
@@ -284,10 +259,10 @@ def _millions(count: int) -> str:
 # Sections.
 
 
-def _page(workdir: Path, config: Mapping[str, Any] | None,
+def _page(workdir: Workdir, config: Mapping[str, Any] | None,
           sections: Sequence[str]) -> str:
   now = datetime.datetime.now(datetime.timezone.utc)
-  facts = [('workdir', str(workdir.resolve())),
+  facts = [('workdir', str(workdir.path.resolve())),
            ('generated', now.strftime('%Y-%m-%d %H:%M UTC'))]
   for key in ('data.name', 'search.hypergradient', 'search.epochs',
               'model.channels', 'model.layers'):
@@ -295,7 +270,7 @@ def _page(workdir: Path, config: Mapping[str, Any] | None,
     if value is not None:
       facts.append((key, value))
   meta = ' &middot; '.join(f'{_e(k)}: <code>{_e(v)}</code>' for k, v in facts)
-  title = f'jaxdarts search report: {workdir.resolve().name}'
+  title = f'jaxdarts search report: {workdir.path.resolve().name}'
   return (
       '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
       f'<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n'
@@ -331,27 +306,28 @@ def _size_section(genotype: Genotype) -> str:
 def _cells_section(genotype: Genotype, images: Path) -> str:
   parts = []
   for cell in CELL_TYPES:
-    draw = functools.partial(visualize.draw_cell, genotype, cell)
+    draw = functools.partial(cells.draw_cell, genotype, cell)
     parts.append(f'<h3>{_e(cell)} cell</h3>')
     parts.append(_figure(draw, images / f'cell_{cell}.png', f'{cell} cell'))
   return _section('Cells', *parts)
 
 
-def _history_section(workdir: Path, config: Mapping[str, Any] | None) -> str:
+def _history_section(workdir: Workdir,
+                     config: Mapping[str, Any] | None) -> str:
   title = 'Genotype at each epoch'
   try:
-    history = visualize.genotype_history(workdir)
+    genotypes = workdir.genotype_history()
   except _PART_ERRORS as e:
     return _section(title, _note(f'No per-epoch genotypes: {e}'))
-  epochs = [epoch for epoch, _ in history]
-  since = visualize.stable_since(history)
+  epochs = [epoch for epoch, _ in genotypes]
+  since = history.stable_since(genotypes)
   parts = [f'<p>Epochs are numbered from 0. The genotype is unchanged since '
            f'epoch <b>{_e(since)}</b> (last epoch written: {_e(epochs[-1])}'
            f'{_e(_of_total(config))}).</p>']
   if gaps := _gaps(epochs):
     parts.append(_note('No genotype file for epoch(s) '
                        f'{", ".join(map(str, gaps))}.'))
-  parts.append(_history_table(history, since))
+  parts.append(_history_table(genotypes, since))
   return _section(title, *parts)
 
 
@@ -362,14 +338,14 @@ def _of_total(config: Mapping[str, Any] | None) -> str:
   return f' of {total} epochs, 0 .. {total - 1}'
 
 
-def _history_table(history: Sequence[tuple[int, Genotype]],
+def _history_table(genotypes: Sequence[tuple[int, Genotype]],
                    since: int | None) -> str:
   """One row per epoch: whether the architecture changed, and its text."""
   rows, classes, previous = [], [], None
-  for epoch, genotype in history:
+  for epoch, genotype in genotypes:
     if previous is None:
       change = 'first'
-    elif visualize.stable_since([(0, previous), (1, genotype)]) == 0:
+    elif genotype.same_architecture(previous):
       change = 'same'
     else:
       change = 'changed'
@@ -379,10 +355,10 @@ def _history_table(history: Sequence[tuple[int, Genotype]],
   return _table(('epoch', 'vs previous', 'genotype'), rows, classes)
 
 
-def _alphas_section(workdir: Path, images: Path) -> str:
+def _alphas_section(workdir: Workdir, images: Path) -> str:
   title = 'Op weights (softmax of the alphas) per epoch'
   try:
-    epochs, _, _ = visualize.load_alpha_history(workdir)
+    epochs, _, _ = workdir.alpha_history()
   except _PART_ERRORS as e:
     return _section(title, _note(f'No alpha plots: {e}'))
   parts = []
@@ -390,7 +366,7 @@ def _alphas_section(workdir: Path, images: Path) -> str:
     parts.append(_note('No alphas file for epoch(s) '
                        f'{", ".join(map(str, gaps))}; the plots skip them.'))
   for cell in CELL_TYPES:
-    draw = functools.partial(visualize.plot_alpha_evolution, workdir,
+    draw = functools.partial(history.plot_alpha_evolution, workdir.path,
                              cell=cell)
     parts.append(f'<h3>{_e(cell)} cell</h3>')
     parts.append(_figure(draw, images / f'alphas_{cell}.png',
@@ -398,13 +374,13 @@ def _alphas_section(workdir: Path, images: Path) -> str:
   return _section(title, *parts)
 
 
-def _metrics_section(workdir: Path, images: Path) -> str:
+def _metrics_section(workdir: Workdir, images: Path) -> str:
   title = 'Training and validation curves'
   try:
-    records = visualize.load_metrics(workdir)
+    records = workdir.metrics()
   except _PART_ERRORS as e:
     return _section(title, _note(f'No curves: {e}'))
-  draw = functools.partial(visualize.plot_curves, workdir)
+  draw = functools.partial(history.plot_curves, workdir.path)
   return _section(title, _figure(draw, images / 'curves.png', 'curves'),
                   _last_values(records))
 

@@ -1,12 +1,22 @@
-"""Published genotypes of DARTS and its successors, as data with their source.
+"""Published genotypes of DARTS and its successors, and naming a genotype.
 
 Each genotype is kept as the text published in the authors' repository
 (`PUBLISHED_TEXT`) and parsed with `Genotype.parse` at import, so the values
 in `PUBLISHED` are exactly the published ones. `SOURCES` cites the paper and
-the repository file of each.
+the repository file of each. `resolve` turns what a user gives on a
+command line (a genotype text or JSON, a published name, a path) into a
+genotype.
 """
 
 from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
 
 from jaxdarts.genotype import Genotype
 
@@ -126,3 +136,99 @@ def get(name: str) -> Genotype:
     raise ValueError(f'genotypes.get: unknown genotype {name!r}; known: '
                      f'{", ".join(names())} (aliases: {", ".join(ALIASES)})')
   return PUBLISHED[key]
+
+
+GENOTYPE_FORMS = (
+    "a genotype text such as \"Genotype(normal=[('sep_conv_3x3', 0), ...], "
+    'normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])" '
+    '(or its JSON form)',
+    f'a published name: {", ".join(names())}',
+    'a path to a genotype file (the genotype.json or .txt a search writes, '
+    'or a search workdir holding genotype.json)',
+)
+
+
+def resolve(spec: str | os.PathLike[str] | Genotype) -> Genotype:
+  """The genotype ``spec`` names.
+
+  The form is read off the text: one starting with ``Genotype(`` (after any
+  ``#`` comment lines) is a genotype text and one starting with ``{`` its
+  JSON form, neither ever tried as a path; a published name comes next; any
+  other text is a path (``~`` expanded; one the file system cannot even
+  look up, e.g. a name over its length limit, is no path).
+
+  Args:
+    spec: a `Genotype`; a genotype text ``Genotype(normal=..., ...)`` (or
+      the JSON of `Genotype.to_json`); a published name of
+      `PUBLISHED` (e.g. ``'DARTS_V2'``); or a path to a genotype
+      file (JSON or text, as written by the search) or to a search workdir
+      holding ``genotype.json``.
+
+  Returns:
+    The validated genotype.
+
+  Raises:
+    ValueError: if ``spec`` is none of these, or names a malformed text or
+      file; the message says why (with the position of a syntax error) and
+      lists the accepted forms.
+  """
+  if isinstance(spec, Genotype):
+    return spec.validate()
+  text = os.fspath(spec).strip() if isinstance(spec, (str, os.PathLike)) else ''
+  try:
+    if _GENOTYPE_TEXT.match(text):
+      return (Genotype.from_json if text.startswith('{') else Genotype.parse)(
+          text)
+    path, why = _genotype_file(text)
+    published = None
+    with contextlib.suppress(ValueError):
+      published = get(text)
+    if published is not None:
+      if path is not None:
+        logging.getLogger('jaxdarts').warning('genotype %r is a published name; the file %s is not '
+                       'read (write ./%s for it)', text, path, text)
+      return published
+    if path is not None:
+      return Genotype.load(path)
+  except ValueError as e:
+    raise _refusal(spec, f'is malformed: {e}') from e
+  raise _refusal(spec, f'is not a genotype{why or _did_you_mean(text)}')
+
+
+# A genotype text, or its JSON form, possibly after '#' comment lines.
+_GENOTYPE_TEXT = re.compile(r'(#[^\n]*\n\s*)*(Genotype\s*\(|\{)')
+
+
+def _genotype_file(text: str) -> tuple[Path | None, str]:
+  """The genotype file path ``text`` names, or None and why not."""
+  if not text:
+    return None, ''
+  try:
+    path = Path(text).expanduser()
+    if path.is_dir():
+      if (path / 'genotype.json').is_file():
+        return path / 'genotype.json', ''
+      return None, (f' ({path} holds no genotype.json: a search writes it '
+                    'when it finishes, and one per epoch in genotypes/)')
+    if path.is_file():
+      return path, ''
+  except (OSError, RuntimeError):  # Too long a name, an unknown ~user.
+    pass
+  if os.sep in text or text.endswith(('.json', '.txt')):
+    return None, (' (no such file or directory: '
+                  f'{os.path.expanduser(text)})')
+  return None, ''
+
+
+def _did_you_mean(text: str) -> str:
+  """`` (did you mean NAME?)`` for a near miss of a published name."""
+  close = difflib.get_close_matches(text.upper().replace('-', '_'),
+                                    names(), n=1)
+  return f' (did you mean {close[0]}?)' if close else ''
+
+
+def _refusal(spec: Any, problem: str) -> ValueError:
+  """The error for a ``spec`` naming no genotype, listing the forms."""
+  shown = repr(spec) if len(repr(spec)) <= 80 else f'{repr(spec)[:76]}...'
+  return ValueError(f'genotype {shown} {problem}; give one of:\n  - '
+                    + '\n  - '.join(GENOTYPE_FORMS))

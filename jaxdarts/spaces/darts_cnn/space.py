@@ -1,4 +1,8 @@
-"""The search space: candidate operations, nodes per cell, edge indexing, alphas.
+"""The DARTS CNN search space: candidate ops, nodes per cell, edges, alphas.
+
+:class:`SearchSpace` is also the space's face to the rest of the library
+(see :mod:`jaxdarts.spaces`): it builds its supernet and its evaluation
+networks, and owns its genotype type and derivation rule.
 
 A DARTS cell is a DAG over ``2 + num_nodes`` states. States 0 and 1 are the
 cell's inputs (the outputs of the two previous cells, ``c_{k-2}`` and
@@ -53,6 +57,9 @@ class SearchSpace:
     if self.num_nodes < 1:
       raise ValueError(f'SearchSpace.num_nodes must be >= 1, got {self.num_nodes}.')
 
+  name = 'darts_cnn'
+  cell_types = CELL_TYPES
+
   @property
   def num_ops(self) -> int:
     return len(self.primitives)
@@ -89,6 +96,38 @@ class SearchSpace:
         name: scale * jax.random.normal(key, self.alpha_shape, dtype)
         for name, key in zip(CELL_TYPES, keys)
     }
+
+
+  # The space's face to the library: genotypes, supernet, networks.
+
+  def derive(self, weights):
+    """The genotype of per-edge op weights ``{cell type: [edges, ops]}``:
+    two strongest incoming edges per node, each with its strongest op
+    (`jaxdarts.genotype.top2_genotype`)."""
+    from jaxdarts.genotype import top2_genotype
+    return top2_genotype(weights, self)
+
+  def parse_genotype(self, text: str):
+    """A genotype of this space from its text form (``Genotype(...)``)."""
+    from jaxdarts.genotype import Genotype
+    return Genotype.parse(text, self)
+
+  def resolve_genotype(self, spec):
+    """The genotype a user names: a genotype text or JSON, a published name
+    or a path (`jaxdarts.spaces.darts_cnn.genotypes.resolve`)."""
+    from jaxdarts.spaces.darts_cnn import genotypes
+    return genotypes.resolve(spec)
+
+  def network(self, genotype, num_classes: int, **kwargs):
+    """The evaluation network of ``genotype`` for CIFAR-size images
+    (`NetworkCIFAR`; see it for kwargs)."""
+    from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
+    return NetworkCIFAR(genotype, num_classes=num_classes, **kwargs)
+
+  def supernet(self, num_classes: int, **kwargs):
+    """The search network of this space (see `SearchNetwork` for kwargs)."""
+    from jaxdarts.spaces.darts_cnn.supernet import SearchNetwork
+    return SearchNetwork(num_classes, space=self, **kwargs)
 
 
 DARTS_SPACE = SearchSpace()

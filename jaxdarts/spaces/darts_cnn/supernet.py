@@ -1,19 +1,19 @@
-"""The DARTS supernet: mixed operations, the search cell, ``SearchNetwork``.
+"""The DARTS supernet, ``SearchNetwork``: a stem, search cells, a classifier.
 
-The architecture parameters are not module parameters: they are a separate
-pytree ``{'normal': [E, K], 'reduce': [E, K]}`` (E edges, K candidate ops)
-passed to every call, so weights and alphas are differentiated and
-optimised independently::
+The architecture parameters are not module parameters: the network takes
+the *mixing weights* the search method derives from them (a softmax of the
+alphas for DARTS), a separate pytree ``{'normal': [E, K], 'reduce': [E,
+K]}`` (E edges, K candidate ops) passed to every call, so weights and
+alphas are differentiated and optimised independently::
 
     model = SearchNetwork(num_classes=10)
-    variables = model.init(rng, images, alphas, train=False)
-    logits = model.apply(variables, images, alphas, train=False)
+    alphas = model.init_alphas(rng)
+    weights = jaxdarts.methods.get('darts').relax(alphas, rng=None, step=0)
+    variables = model.init(rng, images, weights, train=False)
+    logits = model.apply(variables, images, weights, train=False)
 
-Inside a cell, the edges that read the same state are one ``nn.vmap`` over a
-stacked edge axis: the input is shared, the weights of each edge are stacked
-along a leading axis. A cell is then ``num_nodes + 1`` vectorised mixed ops
-instead of ``num_edges`` separate graphs, which keeps tracing and
-compilation small without changing the mathematics.
+The cell is :mod:`jaxdarts.spaces.darts_cnn.cell`. Here: which cells reduce,
+the scan of a stage's normal cells and their rematerialisation.
 """
 
 from __future__ import annotations
@@ -26,114 +26,15 @@ import jax
 import jax.numpy as jnp
 
 from jaxdarts.spaces.darts_cnn import ops
-from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_SPACE, SearchSpace, reduction_cells
-
-
-def softmax_mixing(alphas: jax.Array) -> jax.Array:
-  """DARTS's continuous relaxation: a softmax over each edge's candidates."""
-  return jax.nn.softmax(alphas, axis=-1)
-
-
-class MixedOp(nn.Module):
-  """``sum_k w_k * op_k(x)`` over the candidate operations of one edge."""
-  primitives: tuple[str, ...]
-  channels: int
-  stride: int
-  train: bool
-  bn_axis_name: str | None = None
-  depthwise: str | None = None
-
-  @nn.compact
-  def __call__(self, x, weights):
-    outs = ops.EdgeOps(self.primitives, self.channels, self.stride, self.train,
-                       affine=False, pool_bn=True,
-                       bn_axis_name=self.bn_axis_name,
-                       depthwise=self.depthwise, name='ops')(x)
-    # 'none' has no output: it contributes w_none * 0.
-    return sum(weights[k].astype(outs[name].dtype) * outs[name]
-               for k, name in enumerate(self.primitives) if name in outs)
-
-
-class SearchCell(nn.Module):
-  """A search cell: every earlier state feeds every node through a MixedOp.
-
-  Attributes:
-    space: the search space (primitives and number of nodes).
-    channels: channels C of every state inside the cell; the output has
-      ``num_nodes * C``.
-    reduction: whether the edges from the cell inputs have stride 2.
-    reduction_prev: whether the previous cell reduced, so ``s0`` has twice
-      the resolution of ``s1`` and is preprocessed by a factorized reduce.
-  """
-  space: SearchSpace
-  channels: int
-  reduction: bool
-  reduction_prev: bool
-  bn_axis_name: str | None = None
-  depthwise: str | None = None
-
-  def preprocessor(self, slot: int) -> nn.Module:
-    """The unbound module that brings input ``slot`` (0 or 1) to C channels
-    at the cell's input resolution: a factorized reduce for ``s0`` after a
-    reduction cell, a ReLU-1x1 conv-BN otherwise."""
-    c, bn = self.channels, self.bn_axis_name
-    if slot == 0 and self.reduction_prev:
-      return ops.FactorizedReduce(c, False, bn, parent=None)
-    return ops.ReLUConvBN(c, False, bn, parent=None)
-
-  @nn.compact
-  def __call__(self, s0, s1, weights, train: bool, *,
-               preprocessed: bool = False):
-    """The cell's output ``[N, H, W, num_nodes * C]``.
-
-    With ``preprocessed``, ``s0`` and ``s1`` are already the preprocessors'
-    outputs (``[N, H, W, C]``) and only the DAG of mixed ops runs.
-    """
-    c, space, bn = self.channels, self.space, self.bn_axis_name
-    if not preprocessed:
-      s0 = self.preprocessor(0).clone(parent=self, name='preprocess0')(
-          s0, train)
-      s1 = self.preprocessor(1).clone(parent=self, name='preprocess1')(
-          s1, train)
-
-    n = space.num_nodes
-    edge_ops = functools.partial(self._edge_ops, c, bn, train)
-    # Both cell inputs feed every node: one program for those 2n edges,
-    # vmapped over the input (outer) and the node it feeds (inner).
-    from_inputs = [[space.edge_offset(i) + src for i in range(n)]
-                   for src in (0, 1)]
-    outs = edge_ops((2, n), 2 if self.reduction else 1, 'edges_from_inputs')(
-        jnp.stack([s0, s1]), weights[jnp.array(from_inputs)])
-    node_inputs = [[outs[0, i], outs[1, i]] for i in range(n)]
-    states = [s0, s1, sum(node_inputs[0])]
-    for src in range(2, n + 1):
-      # Node src - 2 feeds nodes src - 1 ... n - 1.
-      nodes = range(src - 1, n)
-      edges = [space.edge_offset(i) + src for i in nodes]
-      outs = edge_ops((len(edges),), 1, f'edges_from_{src}')(
-          states[src], weights[jnp.array(edges)])
-      for k, node in enumerate(nodes):
-        node_inputs[node].append(outs[k])
-      states.append(sum(node_inputs[src - 1]))
-    return jnp.concatenate(states[2:], axis=-1)
-
-  def _edge_ops(self, channels, bn_axis_name, train, shape, stride, name):
-    """MixedOps of edges stacked as ``shape``: ``(edges,)`` reading one shared
-    state, or ``(states, edges)`` reading a stack of states."""
-    vmap = functools.partial(
-        nn.vmap, out_axes=0, variable_axes={'params': 0, 'batch_stats': 0},
-        split_rngs={'params': True})
-    module = vmap(MixedOp, in_axes=(None, 0), axis_size=shape[-1])
-    if len(shape) == 2:
-      module = vmap(module, in_axes=(0, 0), axis_size=shape[0])
-    return module(self.space.primitives, channels, stride, train, bn_axis_name,
-                  self.depthwise, name=name)
+from jaxdarts.spaces.darts_cnn.cell import MixedOp, SearchCell
+from jaxdarts.spaces.darts_cnn.space import (CELL_TYPES, DARTS_SPACE,
+                                             SearchSpace, reduction_cells)
 
 
 # Scanning a stage's normal cells pays from three of them: at two (the
-# paper's 8-cell supernet), the scan compiles 37% slower and runs 12% slower
-# than the two cells unrolled, as the scan must store every residual its
-# backward pass reads (measured 2026-11-29, README).
+# paper's 8-cell supernet), the scan compiles and runs slower than the two
+# cells unrolled, as it must store every residual its backward pass reads
+# (benchmarks/RESULTS.md).
 MIN_SCAN = 3
 
 
@@ -175,7 +76,7 @@ def _stack(trees):
 
 
 class SearchNetwork(nn.Module):
-  """The DARTS supernet for images (NHWC), alphas passed as an argument.
+  """The DARTS supernet for images (NHWC), mixing weights as an argument.
 
   Reduction cells sit at 1/3 and 2/3 of the depth and double the channels;
   the stem is a 3x3 convolution to ``stem_multiplier * channels`` channels.
@@ -186,7 +87,9 @@ class SearchNetwork(nn.Module):
     layers: number of cells (8 in the paper's search).
     space: candidate ops and nodes per cell.
     stem_multiplier: stem channels / C (3 in the paper).
-    mixing: maps one cell type's alphas ``[E, K]`` to mixing weights.
+    edge: the edge module class (:class:`~jaxdarts.spaces.darts_cnn.cell.
+      MixedOp`, or a search method's; see ``SearchCell``).
+    edge_options: extra fields of ``edge``, sorted ``(name, value)`` pairs.
     bn_axis_name: average BatchNorm statistics over this mapped axis.
     scan_cells: run the normal cells of each stage (those between two
       reduction cells) as one ``lax.scan`` where the stage has at least
@@ -210,7 +113,8 @@ class SearchNetwork(nn.Module):
   layers: int = 8
   space: SearchSpace = DARTS_SPACE
   stem_multiplier: int = 3
-  mixing: Callable[[jax.Array], jax.Array] = softmax_mixing
+  edge: Any = MixedOp
+  edge_options: tuple[tuple[str, Any], ...] = ()
   bn_axis_name: str | None = None
   scan_cells: bool = True
   remat_cells: bool = False
@@ -220,17 +124,21 @@ class SearchNetwork(nn.Module):
   def init_alphas(self, rng: jax.Array, scale: float = 1e-3):
     return self.space.init_alphas(rng, scale)
 
-  def check_alphas(self, alphas) -> None:
+  def check_weights(self, weights) -> None:
+    """Refuses mixing weights that do not fit the space, saying why."""
     expected = self.space.alpha_shape
-    if not isinstance(alphas, dict) or set(alphas) != set(CELL_TYPES):
-      got = sorted(alphas) if isinstance(alphas, dict) else type(alphas)
-      raise ValueError(f'alphas must be a dict with keys {list(CELL_TYPES)}, '
-                       f'got {got}; make them with model.init_alphas(rng).')
+    if not isinstance(weights, dict) or not set(CELL_TYPES) <= set(weights):
+      got = sorted(weights) if isinstance(weights, dict) else type(weights)
+      raise ValueError(
+          f'the mixing weights must be a dict with keys {list(CELL_TYPES)}, '
+          f'got {got}; make them with a method, '
+          'jaxdarts.methods.get(name).relax(alphas, rng=None, step=0).')
     for name in CELL_TYPES:
-      if tuple(alphas[name].shape) != expected:
+      if tuple(weights[name].shape) != expected:
         raise ValueError(
-            f"alphas['{name}'] has shape {tuple(alphas[name].shape)}, but this "
-            f'space ({self.space.num_nodes} nodes, {self.space.num_ops} '
+            f"mixing weights['{name}'] have shape "
+            f'{tuple(weights[name].shape)}, but this space '
+            f'({self.space.num_nodes} nodes, {self.space.num_ops} '
             f'primitives) needs {expected}.')
 
   def _cell_channels(self, i: int) -> int:
@@ -258,7 +166,7 @@ class SearchNetwork(nn.Module):
     reductions = reduction_cells(self.layers)
     return SearchCell(self.space, self._cell_channels(i), i in reductions,
                       i - 1 in reductions, self.bn_axis_name, self.depthwise,
-                      **kwargs)
+                      self.edge, self.edge_options, **kwargs)
 
   def _cell_variables(self, i: int) -> dict:
     """Cell ``i``'s variables, for applying its unbound module."""
@@ -361,9 +269,9 @@ class SearchNetwork(nn.Module):
     return s0, s1
 
   @nn.compact
-  def __call__(self, images, alphas, train: bool):
-    self.check_alphas(alphas)
-    weights = {name: self.mixing(alphas[name]) for name in CELL_TYPES}
+  def __call__(self, images, weights, train: bool):
+    """Logits ``[N, num_classes]``; ``weights`` are the mixing weights."""
+    self.check_weights(weights)
     bn = self.bn_axis_name
     x = nn.Conv(self.stem_multiplier * self.channels, (3, 3), padding=1,
                 use_bias=False, kernel_init=ops.torch_conv_init,

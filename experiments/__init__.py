@@ -1,0 +1,1 @@
+"""Experiment entry points and their configs (importable: experiments.configs)."""

@@ -1,0 +1,1 @@
+"""The ml_collections configs of the experiments: search, train."""
