@@ -6,10 +6,11 @@ override any field with ``--config.FIELD=VALUE``, e.g.
 
 * ``first_order``: the paper's CIFAR-10 search, DARTS (first order).
 * ``second_order``: the paper's CIFAR-10 search, DARTS (second order).
-* ``digits``: a small search on scikit-learn's 8x8 digits, offline, about
-  1.5 minutes on 2 CPU cores.
-* ``tiny``: a smoke test (and the tests' config), about a minute on 2 CPU
-  cores, 15 s with a warm compilation cache.
+* ``digits``: a small search on scikit-learn's 8x8 digits, offline, a few
+  minutes on a CPU.
+* ``tiny``: a smoke test (and the tests' config).
+
+Wall times on the development CPU are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -90,11 +91,9 @@ def first_order() -> ml_collections.ConfigDict:
       --config=experiments/configs/search.py:first_order --workdir=DIR
 
   The paper reports 1.5 GPU-days for first order on a 1080Ti and a retrained
-  test error of 3.00 +- 0.14 % for the derived cell. Not run to completion
-  here: on the 2-core development CPU the step compiles in under 3 minutes
-  and takes 9-12 s at batch 16 (``benchmarks/search_step.py``), so the
-  19,500 steps of batch 64 would take weeks: this preset is for a GPU
-  (``benchmarks/gpu.sh`` projects its wall time there).
+  test error of 3.00 +- 0.14 % for the derived cell. A preset for a GPU:
+  on a CPU its 19,500 steps of batch 64 take weeks (``benchmarks/RESULTS.md``;
+  ``benchmarks/gpu.sh`` projects its wall time on a GPU).
   """
   return base_config()
 
@@ -125,11 +124,8 @@ def digits() -> ml_collections.ConfigDict:
     python experiments/cifar_search.py \\
       --config=experiments/configs/search.py:digits --workdir=/tmp/digits
 
-  Measured on a 2-core CPU shared with other jobs (XLA's default flags):
-  90-125 s wall with an empty compilation cache (most of it compiling), 43 s
-  with a warm one; about 11 steps/s. Final supernet accuracy on the alphas
-  half 0.972 (loss 0.076), training batches 0.98; the same genotype on every
-  run on one machine.
+  Expect a final supernet accuracy on the alphas half of about 0.97 (loss
+  about 0.08) and the same genotype on every run on one machine.
   """
   config = base_config()
   config.data.name = 'digits'
@@ -156,9 +152,8 @@ def tiny() -> ml_collections.ConfigDict:
     python experiments/cifar_search.py \\
       --config=experiments/configs/search.py:tiny --workdir=/tmp/tiny
 
-  Measured on a 2-core CPU: 69 s wall with an empty compilation cache, 14 s
-  with a warm one. The supernet barely learns in 33 steps (accuracy about
-  0.2); it only checks that everything runs.
+  The supernet barely learns in 33 steps (accuracy about 0.2); it only
+  checks that everything runs.
   """
   config = digits()
   config.model.channels = 4

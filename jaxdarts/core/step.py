@@ -102,7 +102,7 @@ def search_step_fn(state: SearchState, train_batch: Batch, val_batch: Batch,
   train_loss = _weights_loss(state, model, train_batch)
   weights = method.weight_mixing(
       alphas, rng=weight_rng, step=step,
-      loss=lambda w: train_loss(state.params, w)[0])
+      loss=lambda w: train_loss(state.params, w)[0], reduce=reduce)
   (loss, (batch_stats, outputs)), grads = jax.value_and_grad(
       train_loss, has_aux=True)(state.params, weights)
   updates, weight_opt_state = state.weight_tx.update(

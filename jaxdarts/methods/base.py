@@ -79,14 +79,20 @@ class Method:
     return _softmax(arch)
 
   def weight_mixing(self, arch: Arch, *, rng: jax.Array, step: jax.Array,
-                    loss) -> PyTree:
+                    loss, reduce) -> PyTree:
     """Mixing weights of the weight step (``relax`` by default).
 
     Args:
+      arch: the architecture parameters (already updated this step).
+      rng: a key for methods that sample or perturb.
+      step: the search step (0-based).
       loss: ``mixing weights -> training loss`` at the current weights, for
         methods that perturb the weights adversarially (SDARTS-ADV).
+      reduce: averages a pytree over data-parallel devices (identity on
+        one); apply it to anything computed from the batch, such as a
+        gradient of ``loss``, so N devices choose what one device would.
     """
-    del loss
+    del loss, reduce
     return self.relax(arch, rng=rng, step=step)
 
   def arch_objective(self, loss: jax.Array, arch: Arch, *,

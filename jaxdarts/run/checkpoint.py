@@ -397,15 +397,41 @@ def _as_path(directory: str | os.PathLike[str]) -> epath.Path:
 
 
 def _is_key(x: Any) -> bool:
-  """Whether ``x`` is an array of typed PRNG keys."""
-  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(
-      x.dtype, jax.dtypes.prng_key)
+  """Whether ``x`` is an array (or abstract array) of typed PRNG keys."""
+  return isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and (
+      jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key))
 
 
 def _encode_keys(tree: PyTree) -> PyTree:
   """Replaces typed PRNG keys by their raw uint32 key data."""
-  return jax.tree.map(
-      lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+  def encode(x):
+    if not _is_key(x):
+      return x
+    if isinstance(x, jax.ShapeDtypeStruct):
+      data = jax.eval_shape(jax.random.key_data, x)
+      return jax.ShapeDtypeStruct(data.shape, data.dtype,
+                                  sharding=_key_data_sharding(x))
+    return jax.random.key_data(x)
+
+  return jax.tree.map(encode, tree)
+
+
+def _key_data_sharding(x: jax.ShapeDtypeStruct) -> Any:
+  """The sharding of an abstract key's data: a replicated named sharding
+  keeps its mesh (the data has one more, unsharded axis); others are
+  dropped."""
+  sharding = x.sharding
+  if isinstance(sharding, jax.sharding.NamedSharding) and not any(
+      sharding.spec):
+    return sharding
+  return None
+
+
+def _key_impl(x: Any) -> Any:
+  if isinstance(x, jax.ShapeDtypeStruct):
+    return x.dtype._impl  # pylint: disable=protected-access
+  return jax.random.key_impl(x)
 
 
 def _decode_keys(restored: PyTree, target: PyTree) -> PyTree:
@@ -416,7 +442,7 @@ def _decode_keys(restored: PyTree, target: PyTree) -> PyTree:
     raise CheckpointMismatchError(
         f'restored {len(values)} arrays, the state has {len(leaves)}')
   out = [
-      jax.random.wrap_key_data(v, impl=jax.random.key_impl(t))
+      jax.random.wrap_key_data(v, impl=_key_impl(t))
       if _is_key(t) else v for v, t in zip(values, leaves)]
   return jax.tree.unflatten(treedef, out)
 

@@ -48,11 +48,20 @@ class Job(Protocol):
     remedy: what to tune when a loss becomes non-finite.
     epochs: the length of the run.
     steps_per_epoch: steps in one epoch.
+    workdir: the run's directory.
   """
   name: str
   remedy: str
   epochs: int
   steps_per_epoch: int
+  workdir: Workdir
+
+  def start(self, state: Any, position: data_lib.Position) -> None:
+    """Called before the first step of this process's run (fresh or
+    resumed), after the config is written."""
+
+  def already_finished(self, state: Any) -> None:
+    """Called instead of running when the checkpoint is the run's end."""
 
   def batches(self, position: data_lib.Position) -> Any:
     """The batch stream from ``position`` (with a ``position`` attribute:
@@ -139,6 +148,53 @@ def restore(ckpt: Checkpointer, initial: Callable[[], Any],
   logger.info('Resuming from the checkpoint of step %d (epoch %d, batch %d)',
               step, position.epoch, position.step)
   return state, position
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+            batch_size: int, name: str) -> tuple[jax.sharding.Mesh, Workdir]:
+  """What every run does first: checks the config's intervals, picks the
+  devices (refusing a batch they do not split), turns on the compilation
+  cache. Returns the mesh and the workdir."""
+  check_intervals(config)
+  mesh = make_mesh(config, batch_size, name)
+  enable_compilation_cache(config.compilation_cache_dir)
+  return mesh, Workdir(workdir)
+
+
+def run_or_resume(job: Job, config: ml_collections.ConfigDict,
+                  initial: Callable[[], Any], mesh: jax.sharding.Mesh, *,
+                  model_config: dict[str, Any],
+                  model_config_defaults: dict[str, Any] | None = None
+                  ) -> tuple[Any, bool]:
+  """Restores the newest checkpoint (or initialises) and runs ``job`` to its
+  end; a finished run only calls ``job.already_finished``.
+
+  Args:
+    job: the run.
+    config: its config (``keep_checkpoints``, ``log_every_steps``,
+      ``checkpoint_every_steps``; written to ``config.json``).
+    initial: makes a fresh state (also the shapes a checkpoint restores to).
+    mesh: the devices.
+    model_config, model_config_defaults: what a checkpoint must agree with
+      (see `jaxdarts.run.checkpoint.Checkpointer`).
+
+  Returns:
+    ``(state, finished)`` as :func:`run`.
+  """
+  with Checkpointer(job.workdir / 'checkpoints', keep=config.keep_checkpoints,
+                    model_config=model_config,
+                    model_config_defaults=model_config_defaults) as ckpt:
+    state, position = restore(ckpt, initial, mesh)
+    if position.epoch >= job.epochs:
+      job.already_finished(state)
+      return state, True
+    if is_writer():
+      job.workdir.write_config(config)
+      job.workdir.trim_metrics(int(state.step))
+    job.start(state, position)
+    return run(job, state, position, ckpt=ckpt, workdir=job.workdir,
+               log_every=config.log_every_steps,
+               checkpoint_every=config.checkpoint_every_steps)
 
 
 def run(job: Job, state: Any, position: data_lib.Position, *,

@@ -51,7 +51,6 @@ from jaxdarts.core import parallel
 from jaxdarts.core.train import (TrainState, create_train_state,
                                  default_optimizer)
 from jaxdarts.run import loop
-from jaxdarts.run.checkpoint import Checkpointer
 from jaxdarts.run.evaluate import evaluate
 from jaxdarts.run.workdir import Workdir
 
@@ -98,34 +97,19 @@ def run_train(config: ml_collections.ConfigDict,
       workdir holds a checkpoint of a run with another genotype, model or
       data config.
   """
-  loop.check_intervals(config)
   space = spaces.get(config.model.get('space', 'darts_cnn'))
   genotype = space.resolve_genotype(config.genotype)
-  mesh = loop.make_mesh(config, config.train.batch_size,
-                        'config.train.batch_size')
-  workdir = Workdir(workdir)
-  loop.enable_compilation_cache(config.compilation_cache_dir)
+  mesh, workdir = loop.prepare(config, workdir, config.train.batch_size,
+                               'config.train.batch_size')
   data = Splits(*(data_lib.load_dataset(config.data.name, split,
                                         data_dir=config.data.dir or None)
                   for split in ('train', 'test')))
-  job = TrainJob(config, data, mesh, workdir)
-  initial = functools.partial(initial_state, config, space, genotype,
-                              data.train, job.num_steps)
-  with Checkpointer(workdir / 'checkpoints', keep=config.keep_checkpoints,
-                    model_config=model_config(config, genotype)) as ckpt:
-    state, position = loop.restore(ckpt, initial, mesh)
-    if position.epoch >= config.train.epochs:
-      return _finished(job, state)
-    if loop.is_writer():
-      workdir.write_config(config)
-      genotype.save(workdir / 'genotype.json')
-      workdir.trim_metrics(int(state.step))
-    logger.info('Training %s: %d epochs of %d steps', genotype,
-                config.train.epochs, job.steps_per_epoch)
-    state, finished = loop.run(
-        job, state, position, ckpt=ckpt, workdir=workdir,
-        log_every=config.log_every_steps,
-        checkpoint_every=config.checkpoint_every_steps)
+  job = TrainJob(config, data, mesh, workdir, genotype)
+  state, finished = loop.run_or_resume(
+      job, config,
+      functools.partial(initial_state, config, space, genotype, data.train,
+                        job.num_steps), mesh,
+      model_config=model_config(config, genotype))
   return TrainResult(state, job.test_accuracy, finished)
 
 
@@ -192,13 +176,32 @@ class TrainJob:
             'gradient clip (config.optimizer.grad_clip), or check the data.')
 
   def __init__(self, config: ml_collections.ConfigDict, data: Splits,
-               mesh: jax.sharding.Mesh, workdir: Workdir):
+               mesh: jax.sharding.Mesh, workdir: Workdir, genotype: Any):
     self.config, self.data, self.mesh = config, data, mesh
-    self.workdir = workdir
+    self.workdir, self.genotype = workdir, genotype
     self.epochs = config.train.epochs
     self.steps_per_epoch = train_batches(config, data.train).steps_per_epoch
     self.num_steps = self.epochs * self.steps_per_epoch
     self.test_accuracy = math.nan
+
+  def start(self, state: TrainState, position: data_lib.Position) -> None:
+    del state, position
+    if loop.is_writer():
+      self.genotype.save(self.workdir / 'genotype.json')
+    logger.info('Training %s: %d epochs of %d steps', self.genotype,
+                self.epochs, self.steps_per_epoch)
+
+  def already_finished(self, state: TrainState) -> None:
+    """Reads the final metrics, writing the final files if missing."""
+    final = self.workdir.final_metrics()
+    if final is None:  # Killed between the last checkpoint and the files.
+      final = {f'test_{k}': v for k, v in self.evaluate(state).items()}
+      if loop.is_writer():
+        _write_final(self.workdir, state, final)
+    self.test_accuracy = float(final['test_accuracy'])
+    logger.info('The training in %s already finished (step %d); test '
+                'accuracy %.4f', self.workdir.path, int(state.step),
+                self.test_accuracy)
 
   def batches(self, position: data_lib.Position):
     return data_lib.prefetch(
@@ -230,18 +233,6 @@ class TrainJob:
                 ', '.join(f'{k} {v:.4f}' for k, v in results.items()))
     if epoch + 1 == self.epochs and loop.is_writer():
       _write_final(self.workdir, state, results)
-
-
-def _finished(job: TrainJob, state: TrainState) -> TrainResult:
-  """The result of a finished run, writing its final files if missing."""
-  final = job.workdir.final_metrics()
-  if final is None:  # Killed between the last checkpoint and the final files.
-    final = {f'test_{k}': v for k, v in job.evaluate(state).items()}
-    if loop.is_writer():
-      _write_final(job.workdir, state, final)
-  logger.info('The training in %s already finished (step %d); test accuracy '
-              '%.4f', job.workdir.path, int(state.step), final['test_accuracy'])
-  return TrainResult(state, float(final['test_accuracy']), True)
 
 
 def _write_final(workdir: Workdir, state: TrainState,

@@ -50,7 +50,6 @@ from jaxdarts.core.state import (SearchState, create_search_state,
                                  default_arch_optimizer,
                                  default_weight_optimizer)
 from jaxdarts.run import loop
-from jaxdarts.run.checkpoint import Checkpointer
 from jaxdarts.run.evaluate import evaluate
 from jaxdarts.run.workdir import Workdir
 
@@ -97,31 +96,15 @@ def run_search(config: ml_collections.ConfigDict,
     jaxdarts.run.checkpoint.CheckpointMismatchError: (a ValueError) the
       workdir holds a checkpoint of a run with another model or data config.
   """
-  loop.check_intervals(config)
-  mesh = loop.make_mesh(config, config.search.batch_size,
-                        'config.search.batch_size')
-  workdir = Workdir(workdir)
-  loop.enable_compilation_cache(config.compilation_cache_dir)
+  mesh, workdir = loop.prepare(config, workdir, config.search.batch_size,
+                               'config.search.batch_size')
   halves = load_halves(config)
   job = SearchJob(config, halves, mesh, workdir)
-  initial = functools.partial(initial_state, config, halves, job.num_steps)
-  with Checkpointer(workdir / 'checkpoints', keep=config.keep_checkpoints,
-                    model_config=model_config(config),
-                    model_config_defaults=MODEL_CONFIG_DEFAULTS) as ckpt:
-    state, position = loop.restore(ckpt, initial, mesh)
-    if position.epoch >= config.search.epochs:
-      logger.info('The search in %s already finished (step %d); its genotype '
-                  'is in %s', workdir.path, int(state.step),
-                  workdir / 'genotype.txt')
-      return SearchResult(state, state.genotype(), True)
-    if loop.is_writer():
-      workdir.write_config(config)
-      workdir.trim_metrics(int(state.step))
-    job.previous = workdir.epoch_genotype(position.epoch - 1)
-    state, finished = loop.run(
-        job, state, position, ckpt=ckpt, workdir=workdir,
-        log_every=config.log_every_steps,
-        checkpoint_every=config.checkpoint_every_steps)
+  state, finished = loop.run_or_resume(
+      job, config,
+      functools.partial(initial_state, config, halves, job.num_steps), mesh,
+      model_config=model_config(config),
+      model_config_defaults=MODEL_CONFIG_DEFAULTS)
   return SearchResult(state, state.genotype(), finished)
 
 
@@ -231,6 +214,15 @@ class SearchJob:
     self.steps_per_epoch = search_batches(config, halves).steps_per_epoch
     self.num_steps = self.epochs * self.steps_per_epoch
     self.previous = None  # The genotype of the epoch before.
+
+  def start(self, state: SearchState, position: data_lib.Position) -> None:
+    del state
+    self.previous = self.workdir.epoch_genotype(position.epoch - 1)
+
+  def already_finished(self, state: SearchState) -> None:
+    logger.info('The search in %s already finished (step %d); its genotype '
+                'is in %s', self.workdir.path, int(state.step),
+                self.workdir / 'genotype.txt')
 
   def batches(self, position: data_lib.Position):
     return data_lib.prefetch(

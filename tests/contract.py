@@ -1,0 +1,119 @@
+"""The contract every registered search method keeps, on 4 fake devices.
+
+`test_methods.py` runs this in a subprocess with 4 fake CPU devices
+(``--xla_force_host_platform_device_count=4``)::
+
+    python tests/contract.py OUT
+
+For each method of `jaxdarts.methods.METHODS`, on a tiny DARTS supernet:
+two steps on one device give finite metrics and a valid genotype; a state
+checkpointed after the first step and restored continues bitwise as the
+uninterrupted run; and a step on the 4-device mesh equals the one-device
+step. Writes ``OUT/report.json``: each method's name and ``'ok'`` or its
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / 'tests')]
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+
+import jaxdarts
+from jaxdarts import methods
+from jaxdarts.core import parallel
+from jaxdarts.run.checkpoint import Checkpointer
+from tiny import random_batch
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+TOLERANCE = 1e-5
+NUM_STEPS = 10
+# One node and four ops: every kind of op (zero, pooling, identity, a
+# convolution) on the cheapest cell that has them.
+SPACE = jaxdarts.SearchSpace(
+    ('none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3'), num_nodes=1)
+
+
+def _copy(tree):
+  return jax.tree.map(jnp.copy, tree)
+
+
+def _raw(tree):
+  """``tree`` with typed PRNG keys as their key data."""
+  return jax.tree.map(
+      lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(
+          x.dtype, jax.dtypes.prng_key) else x, tree)
+
+
+def _assert_close(what, got, want, atol=TOLERANCE):
+  got, want = jax.device_get(_raw((got, want)))
+  for i, (x, y) in enumerate(zip(jax.tree.leaves(got),
+                                 jax.tree.leaves(want), strict=True)):
+    np.testing.assert_allclose(np.asarray(x, np.float64),
+                               np.asarray(y, np.float64), rtol=0, atol=atol,
+                               err_msg=f'{what}, leaf {i}')
+
+
+def check(name: str, out: Path) -> None:
+  """One method's contract (see the module docstring)."""
+  model = SPACE.supernet(4, channels=4, layers=3)
+  train, val = random_batch(1, batch=8), random_batch(2, batch=8)
+  state = jaxdarts.create_search_state(
+      jax.random.key(0), model, train['image'],
+      method=methods.get(name, num_steps=NUM_STEPS), num_steps=NUM_STEPS)
+  first, metrics = jaxdarts.search_step(_copy(state), train, val)
+  second, more = jaxdarts.search_step(_copy(first), train, val)
+  for step_metrics in (metrics, more):
+    bad = {k: float(v) for k, v in step_metrics.items()
+           if not math.isfinite(float(v))}
+    assert not bad, f'non-finite metrics {bad}'
+  genotype = second.genotype()
+  if hasattr(genotype, 'validate'):
+    genotype.validate(SPACE)
+
+  # Resume: checkpoint after the first step, restore, step again.
+  with Checkpointer(out / name, keep=1) as ckpt:
+    ckpt.save(1, first, {})
+    ckpt.wait()
+    restored, _, _ = ckpt.restore_latest(jax.eval_shape(lambda: state))
+  resumed, _ = jaxdarts.search_step(restored, train, val)
+  _assert_close('resumed', resumed, second, atol=0)
+
+  mesh = parallel.make_mesh()
+  meshed, mesh_metrics = parallel.mesh_search_step(
+      parallel.mesh_replicate(state, mesh), parallel.mesh_shard(train, mesh),
+      parallel.mesh_shard(val, mesh), mesh=mesh)
+  _assert_close('mesh state', meshed, first)
+  _assert_close('mesh metrics', mesh_metrics, metrics)
+
+
+def main() -> None:
+  out = Path(sys.argv[1])
+  assert jax.device_count() == 4, jax.devices()
+  report = {}
+  for name in sorted(methods.METHODS):
+    start = time.perf_counter()
+    try:
+      check(name, out)
+      report[name] = 'ok'
+    except Exception:  # pylint: disable=broad-except
+      report[name] = traceback.format_exc()
+    print(f'{name} ({time.perf_counter() - start:.1f} s): {report[name]}',
+          flush=True)
+  (out / 'report.json').write_text(json.dumps(report, indent=1))
+
+
+if __name__ == '__main__':
+  main()
