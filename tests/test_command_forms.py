@@ -4,7 +4,7 @@ Each entry point of ``experiments/`` runs here in-process on the strings a
 user types: its flags parsed as `absl.app.run` parses them, its ``main``
 run with the runner it calls replaced by a recorder, and what that runner
 receives checked (the config fields, the genotype it resolves, the workdir).
-The runs themselves are tested in test_runner.py and test_train_runner.py,
+The runs themselves are tested in test_run_search.py and test_retrain.py,
 which also runs the retraining command end to end with a genotype text.
 """
 
@@ -22,12 +22,14 @@ import pytest
 from absl import flags
 from absl import logging as absl_logging
 
+from experiments.configs import search as search_configs
+from experiments.configs import train as train_configs
 from jaxdarts import data
 from jaxdarts import genotypes
-from jaxdarts import parallel
-from jaxdarts import report
-from jaxdarts import runner
-from jaxdarts import train_runner
+from jaxdarts.core import parallel
+from jaxdarts.run import retrain
+from jaxdarts.run import search
+from jaxdarts.viz import report
 
 # config_flags loads the config files with importlib's deprecated load_module.
 pytestmark = pytest.mark.filterwarnings(
@@ -43,10 +45,6 @@ def _load(path: Path):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
-
-
-search_configs = _load(ROOT / 'experiments' / 'configs' / 'search.py')
-train_configs = _load(ROOT / 'experiments' / 'configs' / 'train.py')
 
 
 @pytest.fixture
@@ -91,10 +89,10 @@ def calls(monkeypatch) -> list[tuple]:
 
   def run_train(config, workdir):
     calls.append((config, workdir))
-    return train_runner.TrainResult(SimpleNamespace(step=440), 0.96)
+    return retrain.TrainResult(SimpleNamespace(step=440), 0.96)
 
-  monkeypatch.setattr(runner, 'run_search', run_search)
-  monkeypatch.setattr(train_runner, 'run_train', run_train)
+  monkeypatch.setattr(search, 'run_search', run_search)
+  monkeypatch.setattr(retrain, 'run_train', run_train)
   return calls
 
 
@@ -214,7 +212,7 @@ def test_retrain_genotype_forms(command, calls, home, form):
           f'--genotype={spec}')
   [(config, _)] = calls
   assert config.genotype == spec
-  assert train_runner.resolve_genotype(config.genotype) == expected
+  assert genotypes.resolve(config.genotype) == expected
 
 
 @pytest.mark.parametrize('args, expected', [

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from jaxdarts import methods
+from jaxdarts.genotype import (KNOWN_OPS, Genotype, derive_genotype,
+                               top2_genotype)
 from jaxdarts.spaces.darts_cnn import genotypes
-from jaxdarts.genotype import KNOWN_OPS, Genotype, derive_genotype
 from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
 
 SPACE3 = SearchSpace(num_nodes=3)
@@ -607,8 +609,9 @@ def test_derive_accepts_jax_arrays():
 
 def test_derive_bad_alphas():
   alphas = make_alphas(DARTS_SPACE, {})
-  with pytest.raises(ValueError, match=r"alphas\['normal'\] has shape \(14, 7\), "
-                     r'expected \(14, 8\) \(num_edges=14 for 4 nodes, num_ops=8'):
+  with pytest.raises(ValueError, match=(
+      r"^derive: alphas\['normal'\] has shape \(14, 7\), "
+      r'expected \(14, 8\) \(num_edges=14 for 4 nodes, num_ops=8')):
     derive_genotype(dict(alphas, normal=alphas['normal'][:, :7]))
   with pytest.raises(ValueError, match=r"alphas\['normal'\] has shape \(14, 8\), "
                      r'expected \(9, 8\)'):
@@ -617,6 +620,35 @@ def test_derive_bad_alphas():
     derive_genotype({'normal': alphas['normal']})
   with pytest.raises(ValueError, match='non-finite'):
     derive_genotype(dict(alphas, reduce=alphas['reduce'] * np.nan))
+
+
+@pytest.mark.parametrize('space', [DARTS_SPACE, SPACE3])
+def test_darts_derives_the_top2_genotype_of_its_op_weights(space):
+  """The rule on op weights (the space's) and on alphas (the method's)."""
+  rng = np.random.default_rng(7)
+  alphas = {cell: rng.normal(size=space.alpha_shape)
+            for cell in ('normal', 'reduce')}
+  expected = brute_force_derive(alphas, space)
+  weights = {cell: np.exp(a) / np.exp(a).sum(-1, keepdims=True)
+             for cell, a in alphas.items()}
+  for g in (top2_genotype(weights, space), space.derive(weights),
+            methods.get('darts').derive(alphas, space)):
+    assert list(g.normal) == expected['normal']
+    assert list(g.reduce) == expected['reduce']
+  with pytest.raises(ValueError, match="^derive: weights has no 'reduce'"):
+    top2_genotype({'normal': weights['normal']}, space)
+
+
+def test_same_architecture_ignores_the_order_of_pairs_and_concat():
+  v2 = genotypes.DARTS_V2
+  swapped = v2._replace(normal=v2.normal[1::-1] + v2.normal[2:],
+                        reduce_concat=v2.reduce_concat[::-1])
+  assert swapped != v2
+  assert v2.same_architecture(swapped) and swapped.same_architecture(v2)
+  moved = v2._replace(normal=v2.normal[:7] + (('dil_conv_3x3', 1),))
+  assert not v2.same_architecture(moved)
+  assert not v2.same_architecture(genotypes.DARTS_V1)
+  assert not v2.same_architecture(None)
 
 
 # ---------------------------------------------------------------------------

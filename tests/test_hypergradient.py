@@ -13,7 +13,7 @@ import pytest
 
 import jaxdarts
 from jaxdarts.core import hypergradient as hg
-from jaxdarts.core.step import loss_fn as _loss_fn
+from jaxdarts.core.step import loss_fn
 from tiny import MicroSupernet, random_batch, tiny_model
 
 # One node per cell keeps the float64 second-order programs quick to compile.
@@ -74,7 +74,7 @@ def problem_for(state, train, val):
   def virtual_step(params, grads):
     updates, _ = state.weight_tx.update(grads, state.weight_opt_state, params)
     return optax.apply_updates(params, updates)
-  return hg.BilevelProblem(_loss_fn(state, train), _loss_fn(state, val),
+  return hg.BilevelProblem(loss_fn(state, train), loss_fn(state, val),
                            virtual_step, LR)
 
 
@@ -106,7 +106,7 @@ def adam_virtual_by_hand(state, grads):
 
 
 def unrolled_reference(state, train, val, virtual_by_hand):
-  train_loss, val_loss = _loss_fn(state, train), _loss_fn(state, val)
+  train_loss, val_loss = loss_fn(state, train), loss_fn(state, val)
 
   def objective(alphas):
     grads = jax.grad(lambda p: train_loss(p, alphas)[0])(state.params)
@@ -195,7 +195,7 @@ def test_unrolled_is_exact_for_adam():
 
 def test_first_order_is_the_plain_alpha_gradient(sgd_case):
   state, _, val, _, (got, (loss, _)) = sgd_case
-  val_loss = _loss_fn(state, val)
+  val_loss = loss_fn(state, val)
   expected = jax.jit(jax.grad(lambda a: val_loss(state.params, a)[0]))(
       state.alphas)
   assert rel_err(got, expected) < 1e-12

@@ -28,7 +28,7 @@ import pytest
 
 import multidevice
 from jaxdarts.core import parallel
-from jaxdarts.core.search import with_bn_axis
+from jaxdarts.core.state import with_bn_axis
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'tests' / 'multidevice.py'
@@ -103,7 +103,7 @@ def assert_same_leaves(path: Path, expected_path: Path) -> None:
     for name in got.files:
       np.testing.assert_allclose(
           got[name].astype(np.float64), want[name].astype(np.float64),
-          rtol=0, atol=multidevice.TOLERANCE, err_msg=name)
+          rtol=multidevice.RTOL, atol=multidevice.TOLERANCE, err_msg=name)
 
 
 # --- 4 devices, one process ------------------------------------------------

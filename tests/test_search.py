@@ -1,5 +1,6 @@
 """The bilevel step: compiled once, learns on real data, moves the alphas."""
 
+import dataclasses
 import functools
 
 import chex
@@ -11,31 +12,38 @@ import pytest
 
 import jaxdarts
 from jaxdarts import data
-from tiny import TINY_SPACE
+from jaxdarts.core.state import run_once
+from jaxdarts.methods.darts import DARTS
+from tiny import TINY_SPACE, softmax
 
 TRACES = []
 
 
-def counting_softmax(alphas):
-  TRACES.append(1)  # runs only while tracing
-  return jax.nn.softmax(alphas, axis=-1)
+@dataclasses.dataclass(frozen=True)
+class CountingDARTS(DARTS):
+  """DARTS that counts its relaxations: they run only while tracing."""
+
+  def relax(self, arch, *, rng=None, step=0):
+    TRACES.append(1)
+    return super().relax(arch, rng=rng, step=step)
 
 
 @pytest.fixture(scope='module')
 def digits_search():
   train, val = data.search_split(data.load_dataset('digits', 'train'))
   batches = data.SearchBatches(train, val, 32, seed=0)
-  model = jaxdarts.SearchNetwork(10, channels=4, layers=3, space=TINY_SPACE,
-                                 mixing=counting_softmax)
+  model = jaxdarts.SearchNetwork(10, channels=4, layers=3, space=TINY_SPACE)
   first = next(iter(batches))
   state = jaxdarts.create_search_state(jax.random.key(0), model,
-                                       first[0]['image'], num_steps=60)
+                                       first[0]['image'],
+                                       method=CountingDARTS(), num_steps=60)
 
   def fresh_state():
     """A new state with the same static fields: no recompilation."""
     return jaxdarts.create_search_state(
-        jax.random.key(0), model, first[0]['image'], weight_tx=state.weight_tx,
-        weight_lr=state.weight_lr, arch_tx=state.arch_tx)
+        jax.random.key(0), model, first[0]['image'], method=CountingDARTS(),
+        weight_tx=state.weight_tx, weight_lr=state.weight_lr,
+        arch_tx=state.arch_tx)
 
   return fresh_state, batches
 
@@ -84,7 +92,7 @@ def test_batch_norm_statistics_come_from_the_real_weight_step_only(
   # already-updated alphas, from the old statistics: nothing else counted.
   _, expected = jax.jit(functools.partial(
       model.apply, train=True, mutable=['batch_stats']))(
-          old, train_batch['image'], state.alphas)
+          old, train_batch['image'], softmax(state.alphas))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
                                                        atol=1e-6),
                state.batch_stats, expected['batch_stats'])
@@ -96,12 +104,12 @@ def test_initialisation_compiled_unoptimised_gives_the_same_values():
   """``run_once`` (XLA's backend optimisations off) computes the bits that
   ``jax.jit`` does, so a state's weights do not depend on it."""
   model = jaxdarts.SearchNetwork(10, channels=4, layers=3, space=TINY_SPACE)
-  alphas = model.init_alphas(jax.random.key(1))
+  weights = softmax(model.init_alphas(jax.random.key(1)))
 
   def init(key):
-    return model.init(key, jnp.zeros((2, 8, 8, 3)), alphas, train=False)
+    return model.init(key, jnp.zeros((2, 8, 8, 3)), weights, train=False)
 
-  chex.assert_trees_all_equal(jaxdarts.core.search.run_once(init, jax.random.key(0)),
+  chex.assert_trees_all_equal(run_once(init, jax.random.key(0)),
                               jax.jit(init)(jax.random.key(0)))
 
 

@@ -12,13 +12,14 @@ import pytest
 import jaxdarts
 from jaxdarts.spaces.darts_cnn import ops
 from jaxdarts.spaces.darts_cnn import supernet
-from tiny import TINY_SPACE, random_batch, tiny_model
+from jaxdarts.spaces.darts_cnn.cell import MixedOp
+from tiny import TINY_SPACE, random_batch, softmax, tiny_model
 
 
 def abstract_variables(model, shape):
-  alphas = model.init_alphas(jax.random.key(1))
+  weights = softmax(model.init_alphas(jax.random.key(1)))
   return jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros(shape), alphas, train=False))
+      jax.random.key(0), jnp.zeros(shape), weights, train=False))
 
 
 def test_darts_supernet_has_the_reference_weight_count():
@@ -50,7 +51,7 @@ def tiny():
   batch = random_batch(0)
   alphas = model.init_alphas(jax.random.key(1))
   variables = jax.jit(functools.partial(model.init, train=False))(
-      jax.random.key(0), batch['image'], alphas)
+      jax.random.key(0), batch['image'], softmax(alphas))
   train = jax.jit(functools.partial(model.apply, train=True,
                                     mutable=['batch_stats']))
   evaluate = jax.jit(functools.partial(model.apply, train=False))
@@ -59,30 +60,32 @@ def tiny():
 
 def test_forward_shapes_and_batch_stats_update(tiny):
   batch, alphas, variables, train, evaluate = tiny
-  logits, updates = train(variables, batch['image'], alphas)
+  logits, updates = train(variables, batch['image'], softmax(alphas))
   assert logits.shape == (8, 4)
   assert np.isfinite(np.asarray(logits)).all()
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
                          variables['batch_stats'], updates['batch_stats'])
   assert any(jax.tree.leaves(changed))
-  assert evaluate(variables, batch['image'], alphas).shape == (8, 4)
+  assert evaluate(variables, batch['image'], softmax(alphas)).shape == (8, 4)
 
 
-def test_alphas_are_an_argument_that_changes_the_output(tiny):
+def test_mixing_weights_are_an_argument_that_changes_the_output(tiny):
   batch, alphas, variables, _, evaluate = tiny
   pool_only = jax.tree.map(lambda a: a.at[:, 1].set(10.), alphas)
-  a = evaluate(variables, batch['image'], alphas)
-  b = evaluate(variables, batch['image'], pool_only)
+  a = evaluate(variables, batch['image'], softmax(alphas))
+  b = evaluate(variables, batch['image'], softmax(pool_only))
   assert not np.allclose(a, b)
 
 
-def test_bad_alphas_name_the_problem(tiny):
+def test_bad_mixing_weights_name_the_problem(tiny):
   batch, alphas, variables, _, evaluate = tiny
-  wrong = jaxdarts.DARTS_SPACE.init_alphas(jax.random.key(0))
-  with pytest.raises(ValueError, match=r"alphas\['normal'\] has shape \(14, 8\)"):
+  wrong = softmax(jaxdarts.DARTS_SPACE.init_alphas(jax.random.key(0)))
+  with pytest.raises(ValueError, match=r"mixing weights\['normal'\] have "
+                     r'shape \(14, 8\)'):
     evaluate(variables, batch['image'], wrong)
-  with pytest.raises(ValueError, match='keys'):
-    evaluate(variables, batch['image'], {'normal': alphas['normal']})
+  with pytest.raises(ValueError, match='mixing weights must be a dict with '
+                     'keys'):
+    evaluate(variables, batch['image'], softmax({'normal': alphas['normal']}))
 
 
 def test_unknown_op_is_refused():
@@ -108,7 +111,7 @@ def test_mixed_op_is_the_weighted_sum_of_its_ops():
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
   prims = TINY_SPACE.primitives
   weights = jnp.array([0.1, 0.2, 0.3, 0.4])
-  mixed = jaxdarts.spaces.darts_cnn.supernet.MixedOp(prims, 4, 1, train=True)
+  mixed = MixedOp(prims, 4, 1, train=True)
   v = mixed.init(jax.random.key(0), x, weights)
   got, _ = mixed.apply(v, x, weights, mutable=['batch_stats'])
   edge = ops.EdgeOps(prims, 4, 1, True, affine=False, pool_bn=True)
@@ -180,21 +183,21 @@ def test_scanned_and_rematerialised_cells_compute_the_same_network(
   batch = random_batch(0, batch=4)
   alphas = plain.init_alphas(jax.random.key(1), scale=1.0)
   variables = jax.jit(functools.partial(plain.init, train=False))(
-      jax.random.key(0), batch['image'], alphas)
+      jax.random.key(0), batch['image'], softmax(alphas))
   assert jax.tree.structure(variables) == jax.tree.structure(jax.eval_shape(
       functools.partial(scanned.init, train=False), jax.random.key(0),
-      batch['image'], alphas))
+      batch['image'], softmax(alphas)))
 
   def results(model):
     def loss(params, alphas):
       logits, updates = model.apply(
           {'params': params, 'batch_stats': variables['batch_stats']},
-          batch['image'], alphas, train=True, mutable=['batch_stats'])
+          batch['image'], softmax(alphas), train=True, mutable=['batch_stats'])
       xent = optax.softmax_cross_entropy_with_integer_labels(
           logits, batch['label']).mean()
       return xent, updates['batch_stats']
     evaluation = jax.jit(functools.partial(model.apply, train=False))(
-        variables, batch['image'], alphas)
+        variables, batch['image'], softmax(alphas))
     return evaluation, jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(
         variables['params'], alphas)
 
@@ -209,12 +212,12 @@ def _remat_pair(space, layers, batch):
                                                                     True)]
   alphas = space.init_alphas(jax.random.key(1), scale=1.0)
   variables = jax.jit(functools.partial(models[0].init, train=False))(
-      jax.random.key(0), batch['image'], alphas)
+      jax.random.key(0), batch['image'], softmax(alphas))
 
   def loss(model, params, alphas):
     logits, _ = model.apply(
         {'params': params, 'batch_stats': variables['batch_stats']},
-        batch['image'], alphas, train=True, mutable=['batch_stats'])
+        batch['image'], softmax(alphas), train=True, mutable=['batch_stats'])
     return optax.softmax_cross_entropy_with_integer_labels(
         logits, batch['label']).mean()
 
@@ -263,11 +266,12 @@ def test_bfloat16_compute_stays_close_to_float32():
   variables = jax.jit(functools.partial(models[jnp.float32].init,
                                         train=False))(
                                             jax.random.key(0), batch['image'],
-                                            alphas)
+                                            softmax(alphas))
 
   def loss(model, params, alphas):
     logits, _ = model.apply({**variables, 'params': params}, batch['image'],
-                            alphas, train=True, mutable=['batch_stats'])
+                            softmax(alphas), train=True,
+                            mutable=['batch_stats'])
     return optax.softmax_cross_entropy_with_integer_labels(
         logits, batch['label']).mean()
 

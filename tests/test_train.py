@@ -7,8 +7,10 @@ import optax
 import pytest
 
 from jaxdarts.core import train
+from jaxdarts.core.evaluate import eval_step
 from jaxdarts.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
+from jaxdarts.tasks.classification import Classification
 from tiny import random_batch
 
 # Two nodes: a conv, an identity, a dilated conv and a pool in the normal
@@ -101,26 +103,40 @@ def test_loss_is_ce_plus_weighted_auxiliary_and_rate_is_used(state, batch):
   assert float(m5['loss']) != pytest.approx(float(m0['loss']), rel=1e-4)
 
 
-def test_cross_entropy_with_label_smoothing():
+def test_classification_loss_with_label_smoothing():
   logits = jnp.array([[2., 0., -1.], [0., 1., 0.]])
-  labels = jnp.array([0, 2])
+  batch = {'label': jnp.array([0, 2])}
   log_p = jax.nn.log_softmax(logits)
-  targets = 0.9 * jax.nn.one_hot(labels, 3) + 0.1 / 3
+  targets = 0.9 * jax.nn.one_hot(batch['label'], 3) + 0.1 / 3
   expected = -(targets * log_p).sum(-1).mean()
-  assert float(train.cross_entropy(logits, labels, 0.1)) == pytest.approx(
+  smoothed = Classification(label_smoothing=0.1)
+  assert float(smoothed.loss(logits, batch)) == pytest.approx(
       float(expected), rel=1e-6)
-  assert float(train.cross_entropy(logits, labels)) == pytest.approx(float(
-      optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()))
+  assert float(Classification().loss(logits, batch)) == pytest.approx(float(
+      optax.softmax_cross_entropy_with_integer_labels(
+          logits, batch['label']).mean()))
 
 
 def test_eval_step_counts(state, batch):
-  totals = [train.eval_step(state, {'image': batch['image'],
-                                    'label': jnp.full((8,), k, jnp.int32)})
+  totals = [eval_step(state, {'image': batch['image'],
+                              'label': jnp.full((8,), k, jnp.int32)})
             for k in range(NUM_CLASSES)]
   # Every image is predicted as exactly one class.
   assert sum(int(t['correct']) for t in totals) == 8
   assert all(int(t['count']) == 8 for t in totals)
-  result = train.eval_step(state, batch)
+  result = eval_step(state, batch)
   assert 0 <= int(result['correct']) <= 8
   assert np.isfinite(float(result['loss_sum']))
   assert float(result['loss_sum']) > 0
+
+
+def test_eval_step_counts_only_the_masked_examples(state, batch):
+  mask = jnp.array([1., 1., 1., 1., 1., 0., 0., 0.])
+  result = eval_step(state, batch, mask)
+  logits = state.predict(batch['image'][:5])
+  labels = batch['label'][:5]
+  assert int(result['count']) == 5
+  assert int(result['correct']) == int(jnp.sum(logits.argmax(-1) == labels))
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  assert float(result['loss_sum']) == pytest.approx(float(losses.sum()),
+                                                    rel=1e-5)

@@ -7,10 +7,16 @@ import numpy as np
 
 import jaxdarts
 from jaxdarts.spaces.darts_cnn import networks
+
 TINY_SPACE = jaxdarts.SearchSpace(
     ('none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3'), num_nodes=2)
 MICRO_SPACE = jaxdarts.SearchSpace(('max_pool_3x3', 'skip_connect'),
                                    num_nodes=1)
+
+
+def softmax(alphas):
+  """DARTS's mixing weights of ``alphas``: a softmax over each edge's ops."""
+  return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alphas)
 
 
 def tiny_model(num_classes=4, space=TINY_SPACE, channels=4, layers=3):
@@ -22,18 +28,19 @@ class MicroSupernet(nn.Module):
   """A stand-in with `SearchNetwork`'s interface that compiles in a second.
 
   Per cell type, a BatchNorm'd convolution mixed with its input by two of
-  the alphas: enough for the bilevel step's mathematics (alphas, weights,
-  BatchNorm statistics), far less to compile than the real supernet.
+  the mixing weights: enough for the bilevel step's mathematics (alphas,
+  weights, BatchNorm statistics), far less to compile than the real
+  supernet.
   """
   num_classes: int = 4
   space: jaxdarts.SearchSpace = MICRO_SPACE
   bn_axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, images, alphas, train: bool):
+  def __call__(self, images, mixing_weights, train: bool):
     x = images
     for cell in ('normal', 'reduce'):
-      weights = jax.nn.softmax(alphas[cell], axis=-1)
+      weights = mixing_weights[cell]
       y = nn.Conv(3, (3, 3), use_bias=False)(nn.relu(x))
       y = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        axis_name=self.bn_axis_name)(y)

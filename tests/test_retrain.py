@@ -1,4 +1,4 @@
-"""Tests of jaxdarts.train_runner: retraining a searched genotype on digits.
+"""Tests of jaxdarts.run.retrain: retraining a searched genotype on digits.
 
 One tiny run (3 cells of C=4, one epoch of 5 steps) is shared by the tests
 (the ``reference`` fixture); the other runs in this process reuse its
@@ -8,7 +8,6 @@ compiled step.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -21,10 +20,11 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.configs import train as configs
 from jaxdarts import data as data_lib
-from jaxdarts.spaces.darts_cnn import genotypes
-from jaxdarts import train_runner
+from jaxdarts.core import parallel
 from jaxdarts.genotype import Genotype
+from jaxdarts.run import retrain
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,16 +42,6 @@ SEARCHED_TEXT = (
     "('sep_conv_3x3', 1), ('max_pool_3x3', 1), ('skip_connect', 3)], "
     "reduce_concat=[2, 3, 4])")
 SEARCHED = Genotype.parse(SEARCHED_TEXT)
-
-
-def _load_configs():
-  spec = importlib.util.spec_from_file_location('train_configs', CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-configs = _load_configs()
 
 
 def tiny_config(genotype: str, cache_dir: Path):
@@ -80,7 +70,7 @@ def reference(tmp_path_factory, search_dir):
   cache = tmp_path_factory.mktemp('jax_cache')
   workdir = tmp_path_factory.mktemp('train')
   config = tiny_config(str(search_dir / 'genotype.json'), cache)
-  result = train_runner.run_train(config, workdir)
+  result = retrain.run_train(config, workdir)
   return config, workdir, result
 
 
@@ -129,8 +119,8 @@ def test_final_variables_reproduce_logits(reference):
 
 def test_rerun_on_finished_workdir_reports(reference, caplog):
   config, workdir, result = reference
-  caplog.set_level('INFO', logger='jaxdarts.train_runner')
-  again = train_runner.run_train(config, workdir)
+  caplog.set_level('INFO', logger='jaxdarts.run')
+  again = retrain.run_train(config, workdir)
   assert again.finished
   assert again.test_accuracy == pytest.approx(result.test_accuracy)
   assert 'already finished' in caplog.text
@@ -145,7 +135,7 @@ def test_resume_is_exact(reference, tmp_path):
       shutil.rmtree(path)
   for name in ('final_metrics.json', 'final_variables.msgpack'):
     (resumed / name).unlink()
-  again = train_runner.run_train(config, resumed)
+  again = retrain.run_train(config, resumed)
   assert int(again.state.step) == 5
   jax.tree.map(np.testing.assert_array_equal, again.state.params,
                result.state.params)
@@ -184,105 +174,9 @@ def test_command_retrains_a_genotype_text(reference, tmp_path):
       workdir / 'final_variables.msgpack').read_bytes()
 
 
-# --- resolve_genotype: every form, with realistic inputs ----------------------
-
-# The published CIFAR-10 cells: 4 nodes, texts of 450-470 characters, the
-# PC-DARTS and P-DARTS ones with range(2, 6) concats as in their repositories.
-PUBLISHED = ('DARTS_V1', 'DARTS_V2', 'PC_DARTS', 'PDARTS')
-
-
-@pytest.mark.parametrize('name', PUBLISHED)
-def test_resolve_genotype_takes_texts_and_names(name):
-  text = genotypes.PUBLISHED_TEXT[name]
-  assert len(text.encode()) > 255  # Too long for a file name.
-  expected = genotypes.get(name)
-  resolve = train_runner.resolve_genotype
-  assert resolve(text) == expected
-  assert resolve(f'\n  {text}\n') == expected
-  # Pasted from a paper's repository: a comment, over several lines.
-  assert resolve(f'# {name}, CIFAR-10\n' + text.replace('), (', '),\n  (')) == (
-      expected)
-  assert resolve(expected.to_json(indent=2)) == expected  # genotype.json's.
-  assert resolve(expected) == expected
-  assert resolve(name) == expected
-  assert resolve(name.lower().replace('_', '-')) == expected
-
-
-def test_resolve_genotype_takes_paths(home, monkeypatch):
-  """Genotype files (.json, .txt) and search workdirs, however written."""
-  resolve = train_runner.resolve_genotype
-  for name in PUBLISHED:
-    expected = genotypes.get(name)
-    files = home / 'my genotypes'
-    files.mkdir(exist_ok=True)
-    expected.save(files / f'{name}.json')
-    (files / f'{name}.txt').write_text(genotypes.PUBLISHED_TEXT[name] + '\n')
-    search = home / 'search runs' / name.lower()
-    search.mkdir(parents=True)
-    expected.save(search / 'genotype.json')
-    specs = [f'~/my genotypes/{name}.json', f'~/my genotypes/{name}.txt',
-             files / f'{name}.json', f'{files}/{name}.txt',
-             f'~/search runs/{name.lower()}', f'~/search runs/{name.lower()}/',
-             f'{search}/', search]
-    for spec in specs:
-      assert resolve(spec) == expected, spec
-  monkeypatch.chdir(home / 'search runs')
-  assert resolve('pdarts/') == genotypes.get('PDARTS')  # Not the name.
-  assert resolve('../my genotypes/DARTS_V1.txt') == genotypes.get('DARTS_V1')
-
-
-def test_a_published_name_wins_over_a_directory(tmp_path, monkeypatch,
-                                                 caplog):
-  monkeypatch.chdir(tmp_path)
-  (tmp_path / 'darts').mkdir()
-  SEARCHED.save(tmp_path / 'darts' / 'genotype.json')
-  assert train_runner.resolve_genotype('darts') == genotypes.get('DARTS_V2')
-  assert 'write ./darts for it' in caplog.text
-  assert train_runner.resolve_genotype('./darts') == SEARCHED
-
-
-def _refusal(spec) -> str:
-  """The message of `resolve_genotype`'s error, which lists every form."""
-  with pytest.raises(ValueError, match='published name: DARTS_V1') as info:
-    train_runner.resolve_genotype(spec)
-  message = str(info.value)
-  assert 'path to a genotype file' in message
-  assert 'Genotype(normal=' in message
-  return message
-
-
-@pytest.mark.parametrize('spec', ['no_such_genotype', '', 'sep_conv_3x3',
-                                  'x' * 300, None])
-def test_resolve_genotype_rejects_garbage(spec):
-  assert 'is not a genotype;' in _refusal(spec)
-
-
-def test_resolve_genotype_says_why(home):
-  assert 'did you mean DARTS_V2?' in _refusal('DARTS_V3')
-  assert 'did you mean PC_DARTS?' in _refusal('pc-dart')
-  assert 'no such file or directory: /no/such/file.json' in _refusal(
-      '/no/such/file.json')
-  assert f'no such file or directory: {home}/my runs/genotype.json' in (
-      _refusal('~/my runs/genotype.json'))
-  assert f'{home} holds no genotype.json' in _refusal('~/')
-  (home / 'bad.txt').write_text('Genotype(normal=[]')
-  assert "malformed: Genotype.load('" in _refusal('~/bad.txt')
-
-
-def test_resolve_genotype_reports_malformed_text():
-  text = genotypes.PUBLISHED_TEXT['DARTS_V2']
-  message = _refusal(text[:-1])  # The closing parenthesis lost.
-  assert 'malformed: Genotype.parse: expected' in message
-  assert f'at position {len(text) - 1}' in message
-  message = _refusal(text.replace('sep_conv_3x3', 'sep_conv_9x9'))
-  assert ("malformed: Genotype.normal[0] (node 0): unknown op 'sep_conv_9x9'"
-          in message)
-  assert 'malformed JSON' in _refusal('{"normal": [["sep_conv_3x3", 0]')
-
-
 def test_non_finite_loss_stops_the_run(reference, tmp_path, monkeypatch):
   config, _, _ = reference
-  real_step = train_runner.parallel.mesh_train_step
+  real_step = parallel.mesh_train_step
 
   def nan_at_step_3(state, batch, **kwargs):
     state, metrics = real_step(state, batch, **kwargs)
@@ -290,8 +184,8 @@ def test_non_finite_loss_stops_the_run(reference, tmp_path, monkeypatch):
       metrics = {**metrics, 'loss': np.float32('nan')}
     return state, metrics
 
-  monkeypatch.setattr(train_runner.parallel, 'mesh_train_step', nan_at_step_3)
+  monkeypatch.setattr(parallel, 'mesh_train_step', nan_at_step_3)
   with pytest.raises(FloatingPointError,
                      match='non-finite loss at step 3.*step 2'):
-    train_runner.run_train(config, tmp_path / 'nan')
+    retrain.run_train(config, tmp_path / 'nan')
   assert not (tmp_path / 'nan' / 'final_metrics.json').exists()

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from jaxdarts.spaces.darts_cnn import genotypes
-from jaxdarts.viz import report
 from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES, DARTS_SPACE
+from jaxdarts.viz import report
+from images import PNG_SIGNATURE
 
 FINAL = genotypes.get('DARTS_V2')
 EARLIER = genotypes.get('DARTS_V1')
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 SCRIPT = '<script>alert("x")</script>'
 
 CONFIG = {

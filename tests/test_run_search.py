@@ -8,7 +8,6 @@ compiled step, and the subprocesses load it from the cache.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -26,24 +25,15 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdarts.run import search as runner
-from jaxdarts.run.checkpoint import Checkpointer
+from experiments.configs import search as configs
 from jaxdarts.genotype import Genotype
+from jaxdarts.run import search
+from jaxdarts.run.checkpoint import Checkpointer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'experiments' / 'cifar_search.py'
 CONFIG_FILE = ROOT / 'experiments' / 'configs' / 'search.py'
 TIMEOUT = 600  # Seconds for a subprocess; it normally takes 10-30.
-
-
-def _load_configs():
-  spec = importlib.util.spec_from_file_location('search_configs', CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-configs = _load_configs()
 
 
 @pytest.fixture(scope='module')
@@ -62,15 +52,15 @@ def reference(tmp_path_factory, cache_dir):
   """An uninterrupted run of the tiny preset: ``(config, workdir, result)``."""
   config = tiny_config(cache_dir)
   workdir = tmp_path_factory.mktemp('reference')
-  return config, workdir, runner.run_search(config, workdir)
+  return config, workdir, search.run_search(config, workdir)
 
 
 def num_steps(config) -> int:
   return config.search.epochs * 11  # 718 // 64 batches of digits per epoch.
 
 
-def assert_same_search(result: runner.SearchResult,
-                       expected: runner.SearchResult) -> None:
+def assert_same_search(result: search.SearchResult,
+                       expected: search.SearchResult) -> None:
   """Alphas, weights, BN statistics, optimizer states and genotype agree."""
   assert int(result.state.step) == int(expected.state.step)
   for field in ('alphas', 'params', 'batch_stats', 'weight_opt_state',
@@ -158,9 +148,11 @@ def test_run_writes_its_outputs(reference):
       for cell in ('normal', 'reduce'):
         assert alphas[cell].shape == (5, 4)
         np.testing.assert_allclose(alphas[cell].sum(-1), 1.0, rtol=1e-5)
+  # DARTS's op weights: the softmax of the alphas, in float64.
+  weights = np.exp(np.asarray(result.state.alphas['normal'], np.float64))
   with np.load(workdir / 'alphas' / 'epoch_002.npz') as alphas:
-    np.testing.assert_allclose(
-        alphas['normal'], jax.nn.softmax(result.state.alphas['normal']))
+    np.testing.assert_allclose(alphas['normal'],
+                               weights / weights.sum(-1, keepdims=True))
   for name in ('normal.png', 'normal.svg', 'reduce.png', 'reduce.dot'):
     assert (workdir / 'cells' / name).stat().st_size > 0
   assert checkpoint_steps(workdir)[-1] == num_steps(config)
@@ -169,8 +161,8 @@ def test_run_writes_its_outputs(reference):
 def test_rerun_of_a_finished_search_only_reports(reference, caplog):
   config, workdir, result = reference
   before = (workdir / 'metrics.jsonl').read_text()
-  with caplog.at_level(logging.INFO, logger='jaxdarts.run.search'):
-    again = runner.run_search(config, workdir)
+  with caplog.at_level(logging.INFO, logger='jaxdarts.run'):
+    again = search.run_search(config, workdir)
   assert 'already finished' in caplog.text
   assert again.finished
   assert_same_search(again, result)
@@ -186,7 +178,7 @@ def test_cifar10_under_mock_data(tmp_path, cache_dir):
   config.search.epochs = 1
   config.search.batch_size = 8
   with tfds.testing.mock_data(num_examples=48):  # 24 + 24: 3 steps.
-    result = runner.run_search(config, tmp_path)
+    result = search.run_search(config, tmp_path)
   assert result.finished and int(result.state.step) == 3
   assert result.state.model.num_classes == 10
   records = read_metrics(tmp_path)
@@ -234,7 +226,7 @@ def test_sigkill_and_rerun_gives_the_uninterrupted_result(
 
   with open(workdir / 'metrics.jsonl', 'a') as f:
     f.write('{"step": 3')  # As if the kill had cut a line short.
-  result = runner.run_search(config, workdir)
+  result = search.run_search(config, workdir)
   assert_same_search(result, expected)
   steps = [(r['step'], 'supernet_val_loss' in r) for r in read_metrics(workdir)]
   assert steps == sorted(set(steps))  # No line repeated by the rerun.
@@ -255,15 +247,15 @@ def test_sigterm_saves_and_stops(reference, tmp_path, caplog):
   try:
     threading.Thread(target=send_sigterm_after_first_checkpoint,
                      daemon=True).start()
-    with caplog.at_level(logging.WARNING, logger='jaxdarts.run.search'):
-      stopped = runner.run_search(config, tmp_path)
+    with caplog.at_level(logging.WARNING, logger='jaxdarts.run'):
+      stopped = search.run_search(config, tmp_path)
   finally:
     signal.signal(signal.SIGTERM, previous)
   assert not stopped.finished
   assert int(stopped.state.step) < num_steps(config)
   assert checkpoint_steps(tmp_path)[-1] == int(stopped.state.step)
   assert 'Stopped by a signal' in caplog.text
-  assert_same_search(runner.run_search(config, tmp_path), expected)
+  assert_same_search(search.run_search(config, tmp_path), expected)
 
 
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
@@ -276,7 +268,7 @@ def test_corrupt_latest_checkpoint_resumes_from_the_previous_one(
     with open(path, 'r+b') as f:
       f.truncate(path.stat().st_size // 2)
   with caplog.at_level(logging.WARNING):
-    result = runner.run_search(config, workdir)
+    result = search.run_search(config, workdir)
   assert f'checkpoint step {latest}' in caplog.text
   assert 'cannot be restored' in caplog.text
   assert list((workdir / 'checkpoints').glob(f'{latest}.corrupt-*'))
@@ -287,7 +279,7 @@ def test_bad_intervals_are_refused(tmp_path):
   config = configs.get_config('tiny')
   config.log_every_steps = 0
   with pytest.raises(ValueError, match='log_every_steps must be >= 1'):
-    runner.run_search(config, tmp_path)
+    search.run_search(config, tmp_path)
 
 
 def test_config_mismatch_names_the_field(reference):
@@ -295,7 +287,7 @@ def test_config_mismatch_names_the_field(reference):
   changed = config.copy_and_resolve_references()
   changed.model.channels = 8
   with pytest.raises(ValueError, match=r'model\.channels=4.*model\.channels=8'):
-    runner.run_search(changed, workdir)
+    search.run_search(changed, workdir)
   assert json.loads((workdir / 'config.json').read_text())['model'][
       'channels'] == 4  # Nothing was overwritten.
 
@@ -309,7 +301,7 @@ def test_non_finite_loss_stops_without_saving(reference, tmp_path,
   for step in checkpoint_steps(workdir):
     if step > good:
       shutil.rmtree(workdir / 'checkpoints' / str(step))
-  load = runner._load_halves  # pylint: disable=protected-access
+  load = search.load_halves
 
   def poisoned(config):
     """Infinite training images (normalised by a std of 0), same shapes:
@@ -321,8 +313,8 @@ def test_non_finite_loss_stops_without_saving(reference, tmp_path,
 
   with monkeypatch.context() as patch, pytest.raises(
       FloatingPointError) as info:
-    patch.setattr(runner, '_load_halves', poisoned)
-    runner.run_search(config, workdir)
+    patch.setattr(search, 'load_halves', poisoned)
+    search.run_search(config, workdir)
   message = str(info.value)
   assert re.search(r'non-finite (loss at step \d+|weights)', message), message
   assert f'last good checkpoint, step {good}' in message
@@ -332,7 +324,7 @@ def test_non_finite_loss_stops_without_saving(reference, tmp_path,
     _, extra, step = ckpt.restore_latest(expected.state)
   assert step == good and extra['position'] == {'epoch': 2, 'step': 3}
   # The original config resumes from it and ends where the reference did.
-  assert_same_search(runner.run_search(config, workdir), expected)
+  assert_same_search(search.run_search(config, workdir), expected)
 
 
 def test_report_builds_from_a_real_search_workdir(reference):
