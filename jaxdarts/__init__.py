@@ -10,7 +10,7 @@ Where things are (the README has the full map):
 * search methods (DARTS, ...): :mod:`jaxdarts.methods`;
 * search spaces: :mod:`jaxdarts.spaces`; the DARTS CNN space's cell, supernet,
   operations, evaluation networks and published genotypes:
-  :mod:`jaxdarts.spaces.darts_cnn`; genotypes: :mod:`jaxdarts.genotype`;
+  :mod:`jaxdarts.spaces.darts_cnn` (genotypes in its ``genotype`` module);
 * tasks (loss and metrics): :mod:`jaxdarts.tasks`;
 * data: :mod:`jaxdarts.data`; parameter and multiply-add counts:
   :mod:`jaxdarts.cost`;
@@ -31,7 +31,8 @@ from jaxdarts.core.state import (SearchState, create_search_state,
 from jaxdarts.core.step import search_step, search_step_fn
 from jaxdarts.cost import counting
 from jaxdarts.cost.counting import count_flops, count_params
-from jaxdarts.genotype import Genotype, derive_genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.derive import derive_genotype
 from jaxdarts.spaces.darts_cnn import genotypes
 from jaxdarts.spaces.darts_cnn import networks
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet

@@ -19,7 +19,8 @@ import pytest
 from flax import struct
 
 from jaxdarts.run.checkpoint import (
-    CheckpointMismatchError, Checkpointer, PreemptionGuard)
+    CheckpointMismatchError, Checkpointer)
+from jaxdarts.run.preemption import PreemptionGuard
 
 CONFIG = {'model.channels': 8, 'model.layers': 5, 'data.name': 'digits'}
 

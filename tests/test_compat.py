@@ -13,7 +13,8 @@ import jax
 
 from experiments.configs import search as search_configs
 from jaxdarts.run import search
-from jaxdarts.run.checkpoint import Checkpointer, _encode_keys, _leaf_specs
+from jaxdarts.run.checkpoint import Checkpointer
+from jaxdarts.run.checkpoint_trees import encode_keys, leaf_specs
 
 OLD = json.loads((Path(__file__).parent / 'data' /
                   'checkpoint_0.1_tiny.json').read_text())
@@ -24,7 +25,7 @@ def test_the_state_has_the_leaves_of_a_0_1_checkpoint():
   halves = search.load_halves(config)
   abstract = jax.eval_shape(lambda: search.initial_state(config, halves, 33))
   leaves = {'/'.join(path): [list(shape), str(dtype)] for path, (shape, dtype)
-            in _leaf_specs(_encode_keys(abstract)).items()}
+            in leaf_specs(encode_keys(abstract)).items()}
   assert leaves == OLD['leaves']
 
 

@@ -1,4 +1,4 @@
-"""Tests of jaxdarts.genotype (value, text/JSON I/O, derivation) and genotypes."""
+"""Tests of the DARTS genotype (value, text/JSON I/O, derivation) and genotypes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jaxdarts import methods
-from jaxdarts.genotype import (KNOWN_OPS, Genotype, derive_genotype,
-                               top2_genotype)
+from jaxdarts.spaces.darts_cnn.derive import derive_genotype, top2_genotype
+from jaxdarts.spaces.darts_cnn.genotype import KNOWN_OPS, Genotype
 from jaxdarts.spaces.darts_cnn import genotypes
 from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
 

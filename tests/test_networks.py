@@ -14,7 +14,7 @@ import pytest
 
 from jaxdarts.spaces.darts_cnn import genotypes
 from jaxdarts.cost.counting import count_flops, count_params, jaxpr_macs
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.networks import (EvalCell, NetworkCIFAR, NetworkImageNet,
                                drop_path)
 

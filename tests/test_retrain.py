@@ -23,7 +23,7 @@ import pytest
 from experiments.configs import train as configs
 from jaxdarts import data as data_lib
 from jaxdarts.core import parallel
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.run import retrain
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import search as configs
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.run import search
 from jaxdarts.run.checkpoint import Checkpointer
 

@@ -8,7 +8,7 @@ import pytest
 
 from jaxdarts.core import train
 from jaxdarts.core.evaluate import eval_step
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 from jaxdarts.tasks.classification import Classification
 from tiny import random_batch

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.spaces.darts_cnn import genotypes
 from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES
 from jaxdarts.viz import cells

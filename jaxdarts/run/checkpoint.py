@@ -15,7 +15,7 @@ directory ``<directory>/<s>/`` with two items:
 Typical use in a loop::
 
   ckpt = Checkpointer(workdir / 'checkpoints', model_config=cfg)
-  with ckpt, PreemptionGuard() as guard:
+  with ckpt, PreemptionGuard() as guard:  # jaxdarts.run.preemption
     restored = ckpt.restore_latest(init_state)
     state, extra, _ = restored or (init_state, {'epoch': 0, 'step': 0}, 0)
     for step, batch in ...:
@@ -50,16 +50,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
-import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+
+from jaxdarts.run import checkpoint_trees as trees
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Checkpointer:
                   step, self.directory)
       return False
     args = ocp.args.Composite(**{
-        _STATE: ocp.args.StandardSave(_encode_keys(state)),
+        _STATE: ocp.args.StandardSave(trees.encode_keys(state)),
         _META: ocp.args.JsonSave(meta),
     })
     return bool(self._manager.save(step, args=args, force=force))
@@ -255,13 +255,13 @@ class Checkpointer:
         step, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))
     meta = restored[_META]
     self._check_config(meta.get('model_config'))
-    encoded = _encode_keys(target_state)
+    encoded = trees.encode_keys(target_state)
     self._check_leaves(step, encoded)
     abstract = jax.tree.map(ocp.tree.to_shape_dtype_struct, encoded)
     restored = self._manager.restore(
         step,
         args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(abstract)}))
-    state = _decode_keys(restored[_STATE], target_state)
+    state = trees.decode_keys(restored[_STATE], target_state)
     return state, dict(meta['extra'])
 
   def _check_config(self, stored: Mapping[str, Any] | None) -> None:
@@ -294,8 +294,8 @@ class Checkpointer:
     dtype after the first update).
     """
     metadata = self._manager.item_metadata(step)[_STATE]
-    stored = _leaf_specs(getattr(metadata, 'tree', metadata))
-    wanted = _leaf_specs(encoded_target)
+    stored = trees.leaf_specs(getattr(metadata, 'tree', metadata))
+    wanted = trees.leaf_specs(encoded_target)
     where = f'checkpoint in {self.directory} (step {step})'
     missing = [path for path in wanted if path not in stored]
     if missing:
@@ -336,148 +336,10 @@ class Checkpointer:
     self._manager.reload()
 
 
-class PreemptionGuard:
-  """Turns SIGTERM (by default) into a flag the training loop polls.
-
-  Inside ``with PreemptionGuard() as guard:`` the first delivery of a guarded
-  signal only sets ``guard.requested``; the loop checks it between steps,
-  saves with ``force=True`` and exits. A second delivery runs the handler
-  that was installed before (so a second Ctrl-C or SIGTERM still stops the
-  process). The previous handlers are restored on exit. Must be entered in
-  the main thread.
-
-  This is the single-host mechanism. On multi-host TPU/GPU runs with JAX's
-  preemption service, ``jax.experimental.multihost_utils
-  .reached_preemption_sync_point(step)`` gives all processes the same step to
-  stop at, and orbax's ``CheckpointManager.should_save`` already saves at it.
-
-  Attributes:
-    requested: Whether a guarded signal arrived.
-  """
-
-  def __init__(self, signals: Iterable[int] = (signal.SIGTERM,)) -> None:
-    """Prepares the guard.
-
-    Args:
-      signals: The signals to catch, e.g. ``(signal.SIGTERM, signal.SIGINT)``.
-    """
-    self.requested = False
-    self._signals = tuple(signals)
-    self._previous: dict[int, Any] = {}
-
-  def __enter__(self) -> PreemptionGuard:
-    for signum in self._signals:
-      self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info: object) -> None:
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-    self._previous.clear()
-
-  def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-    """Sets the flag; on a repeated signal, defers to the previous handler."""
-    if not self.requested:
-      self.requested = True
-      logger.warning('received %s; stopping after the current step',
-                     signal.Signals(signum).name)
-      return
-    previous = self._previous.get(signum, signal.SIG_DFL)
-    if callable(previous):
-      previous(signum, frame)
-    elif previous == signal.SIG_DFL:
-      signal.signal(signum, signal.SIG_DFL)
-      signal.raise_signal(signum)
-
-
 def _as_path(directory: str | os.PathLike[str]) -> epath.Path:
   """Returns ``directory`` as an absolute path (orbax needs one)."""
   text = os.fspath(directory)
   return epath.Path(text if '://' in text else os.path.abspath(text))
-
-
-def _is_key(x: Any) -> bool:
-  """Whether ``x`` is an array (or abstract array) of typed PRNG keys."""
-  return isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and (
-      jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key))
-
-
-def _encode_keys(tree: PyTree) -> PyTree:
-  """Replaces typed PRNG keys by their raw uint32 key data."""
-
-  def encode(x):
-    if not _is_key(x):
-      return x
-    if isinstance(x, jax.ShapeDtypeStruct):
-      data = jax.eval_shape(jax.random.key_data, x)
-      return jax.ShapeDtypeStruct(data.shape, data.dtype,
-                                  sharding=_key_data_sharding(x))
-    return jax.random.key_data(x)
-
-  return jax.tree.map(encode, tree)
-
-
-def _key_data_sharding(x: jax.ShapeDtypeStruct) -> Any:
-  """The sharding of an abstract key's data: a replicated named sharding
-  keeps its mesh (the data has one more, unsharded axis); others are
-  dropped."""
-  sharding = x.sharding
-  if isinstance(sharding, jax.sharding.NamedSharding) and not any(
-      sharding.spec):
-    return sharding
-  return None
-
-
-def _key_impl(x: Any) -> Any:
-  if isinstance(x, jax.ShapeDtypeStruct):
-    return x.dtype._impl  # pylint: disable=protected-access
-  return jax.random.key_impl(x)
-
-
-def _decode_keys(restored: PyTree, target: PyTree) -> PyTree:
-  """Puts restored leaves into the target's tree, re-wrapping PRNG keys."""
-  leaves, treedef = jax.tree.flatten(target)
-  values = jax.tree.leaves(restored)
-  if len(values) != len(leaves):
-    raise CheckpointMismatchError(
-        f'restored {len(values)} arrays, the state has {len(leaves)}')
-  out = [
-      jax.random.wrap_key_data(v, impl=_key_impl(t))
-      if _is_key(t) else v for v, t in zip(values, leaves)]
-  return jax.tree.unflatten(treedef, out)
-
-
-def _path_names(path: Sequence[Any]) -> tuple[str, ...]:
-  """Turns a jax key path into plain names, as orbax's metadata uses."""
-  names = []
-  for entry in path:
-    for attr in ('name', 'key', 'idx'):
-      if hasattr(entry, attr):
-        names.append(str(getattr(entry, attr)))
-        break
-    else:
-      names.append(str(entry))
-  return tuple(names)
-
-
-def _leaf_specs(tree: PyTree) -> dict[tuple[str, ...], tuple[Any, Any]]:
-  """Maps each leaf's path to its ``(shape, dtype)``, None where unknown.
-
-  Python scalars have shape ``()`` and no dtype (orbax stores them as 64-bit
-  numbers and returns Python scalars).
-  """
-  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  specs = {}
-  for path, leaf in flat:
-    if isinstance(leaf, (int, float, bool)):
-      specs[_path_names(path)] = ((), None)
-      continue
-    shape = getattr(leaf, 'shape', None)
-    dtype = getattr(leaf, 'dtype', None)
-    specs[_path_names(path)] = (
-        None if shape is None else tuple(shape),
-        None if dtype is None else np.dtype(dtype))
-  return specs
 
 
 def _join(path: tuple[str, ...]) -> str:

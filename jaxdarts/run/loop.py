@@ -19,9 +19,8 @@ import contextlib
 import logging
 import math
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax
@@ -32,7 +31,8 @@ import numpy as np
 from jaxdarts import data as data_lib
 from jaxdarts.core import parallel
 from jaxdarts.core.state import run_once
-from jaxdarts.run.checkpoint import Checkpointer, PreemptionGuard
+from jaxdarts.run.checkpoint import Checkpointer
+from jaxdarts.run.preemption import main_thread_guard
 from jaxdarts.run.workdir import Workdir
 
 Metrics = dict[str, Any]
@@ -237,7 +237,7 @@ class _Loop(contextlib.AbstractContextManager):
           checkpoint_every: int) -> tuple[Any, bool]:
     job, start = self.job, time.perf_counter()
     first_step = position.global_step(job.steps_per_epoch) + 1
-    with _preemption_guard() as guard, job.batches(position) as batches:
+    with main_thread_guard() as guard, job.batches(position) as batches:
       for batch in batches:
         step = position.global_step(job.steps_per_epoch) + 1
         state, metrics = job.step(state, batch, step)
@@ -330,20 +330,6 @@ class _Loop(contextlib.AbstractContextManager):
     return FloatingPointError(
         f'{what}: the {self.job.name} stopped without saving this state; '
         f'{kept}. {self.job.remedy}')
-
-
-@contextlib.contextmanager
-def _preemption_guard() -> Iterator[Any]:
-  """A `PreemptionGuard` for SIGTERM, entered if this is the main thread.
-
-  Signal handlers can only be installed from the main thread; elsewhere
-  (e.g. a notebook's worker thread) the guard is never requested.
-  """
-  if threading.current_thread() is threading.main_thread():
-    with PreemptionGuard() as guard:
-      yield guard
-  else:
-    yield PreemptionGuard()
 
 
 @jax.jit

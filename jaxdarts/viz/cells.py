@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.viz.figure import (IMAGE_SUFFIXES, check_image_path,
                                  new_figure, op_color, save)
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES

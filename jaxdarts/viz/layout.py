@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 
 
 
@@ -62,7 +62,7 @@ def cell_structure(genotype: Genotype, cell: str) -> Cell:
 
   Only the structure is checked (two edges per node, inputs of node i in
   ``0 .. 1 + i``, concat states in range), so cells with ops outside
-  `jaxdarts.genotype.KNOWN_OPS` can be drawn too.
+  `jaxdarts.spaces.darts_cnn.genotype.KNOWN_OPS` can be drawn too.
 
   Raises:
     ValueError: on an unknown cell type or a malformed cell.

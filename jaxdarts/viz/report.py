@@ -44,7 +44,7 @@ from jaxdarts.cost import counting
 from jaxdarts.run.workdir import Workdir
 from jaxdarts.viz import cells
 from jaxdarts.viz import history
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES
 

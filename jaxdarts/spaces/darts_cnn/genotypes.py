@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 
 # The text of each genotype as published (whitespace as in the source file).
 PUBLISHED_TEXT: dict[str, str] = {

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdarts.spaces.darts_cnn import ops
-from jaxdarts.genotype import Genotype
+from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, reduction_cells
 
 Rate = float | jax.Array

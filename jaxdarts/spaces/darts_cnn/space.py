@@ -103,13 +103,13 @@ class SearchSpace:
   def derive(self, weights):
     """The genotype of per-edge op weights ``{cell type: [edges, ops]}``:
     two strongest incoming edges per node, each with its strongest op
-    (`jaxdarts.genotype.top2_genotype`)."""
-    from jaxdarts.genotype import top2_genotype
+    (`jaxdarts.spaces.darts_cnn.derive.top2_genotype`)."""
+    from jaxdarts.spaces.darts_cnn.derive import top2_genotype
     return top2_genotype(weights, self)
 
   def parse_genotype(self, text: str):
     """A genotype of this space from its text form (``Genotype(...)``)."""
-    from jaxdarts.genotype import Genotype
+    from jaxdarts.spaces.darts_cnn.genotype import Genotype
     return Genotype.parse(text, self)
 
   def resolve_genotype(self, spec):

@@ -15,24 +15,24 @@ intermediate node ``i``; an input is a state index (0 = ``c_{k-2}``,
 1 = ``c_{k-1}``, ``2 + m`` = node ``m``), so node ``i`` may read states
 ``0 .. 1 + i``.
 
-This module holds the value type (`Genotype`), its text, dict and JSON forms,
-and `derive_genotype`, which discretises the architecture parameters of a
-search the way DARTS does.
+This module holds the value type (`Genotype`) and its text, dict and JSON
+forms; `genotype_text` reads the text form and `derive` holds DARTS's rule
+that turns architecture parameters into a genotype.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import operator
 import os
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_PRIMITIVES, DARTS_SPACE, SearchSpace
+from jaxdarts.spaces.darts_cnn import genotype_text
+from jaxdarts.spaces.darts_cnn.genotype_text import FIELDS, Pair
+from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_PRIMITIVES, SearchSpace
 
 # Operations a genotype may name when no search space is given: the DARTS
 # primitives except the zero op, plus the extra ops of the reference code
@@ -40,9 +40,6 @@ from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_PRIMITIVES, DARTS_
 KNOWN_OPS: frozenset[str] = frozenset(
     p for p in DARTS_PRIMITIVES if p != 'none') | {'sep_conv_7x7', 'conv_7x1_1x7'}
 
-FIELDS = ('normal', 'normal_concat', 'reduce', 'reduce_concat')
-
-Pair = tuple[str, int]
 PathLike = str | os.PathLike
 
 
@@ -288,7 +285,7 @@ class Genotype(_GenotypeFields):
         input)``, a value that is not a literal (naming its position), or a
         genotype that fails `validate`.
     """
-    fields = _Parser(text).genotype_fields()
+    fields = genotype_text.parse_fields(text)
     return cls.make(**fields, space=space)
 
   # -- Dict and JSON forms ---------------------------------------------------
@@ -374,280 +371,3 @@ def _canonical(genotype: Genotype) -> tuple[Any, ...]:
 
 def _pairs_text(pairs: tuple[Pair, ...]) -> str:
   return '[' + ', '.join(f'({op!r}, {state})' for op, state in pairs) + ']'
-
-
-# ---------------------------------------------------------------------------
-# Parser of the text form. The text is parsed as a Python expression with
-# `ast` (never evaluated) and only literal nodes are accepted: ints (with an
-# optional sign), strings, lists, tuples and ``range(...)`` of ints.
-
-
-_LEADING = re.compile(r'(?:\s|#[^\n]*)*')  # Whitespace and comments.
-_VALUES = 'values are integers, quoted strings, lists, tuples and range(...)'
-
-
-def _syntax_error(text: str, pos: int, message: str,
-                  hint: str = '') -> ValueError:
-  """A ValueError naming position, line, column and an excerpt of ``text``.
-
-  Reads ``Genotype.parse: <message> at position <pos> (line <l>, column <c>)
-  near "<text from pos>"; <hint>``.
-  """
-  line = text.count('\n', 0, pos) + 1
-  column = pos - (text.rfind('\n', 0, pos) + 1) + 1
-  where = f'at position {pos} (line {line}, column {column})'
-  if pos < len(text):
-    excerpt = text[pos:pos + 24].replace('\n', '\\n')
-    dots = '...' if pos + 24 < len(text) else ''
-    where += f' near "{excerpt}{dots}"'
-  hint = f'; {hint}' if hint else ''
-  return ValueError(f'Genotype.parse: {message} {where}{hint}')
-
-
-def _describe(node: ast.AST) -> str:
-  """The source of ``node`` (rebuilt from the tree), quoted and shortened."""
-  source = ast.unparse(node)
-  return repr(source if len(source) <= 40 else source[:37] + '...')
-
-
-def _int_value(node: ast.AST) -> int | None:
-  """The value of a literal ``n``, ``-n`` or ``+n``; None for other nodes."""
-  sign = 1
-  if isinstance(node, ast.UnaryOp) and isinstance(node.op,
-                                                  (ast.UAdd, ast.USub)):
-    sign = -1 if isinstance(node.op, ast.USub) else 1
-    node = node.operand
-  if isinstance(node, ast.Constant) and type(node.value) is int:
-    return sign * node.value
-  return None
-
-
-class _Parser:
-  """Reads one genotype's text form from the tree `ast.parse` builds.
-
-  Leading whitespace and comments are dropped (keeping the line count) and
-  the name ``Genotype`` is put before a leading ``(``, so ``ast`` parses the
-  text as a call; positions are mapped back to the original text.
-  """
-
-  def __init__(self, text: str):
-    if not isinstance(text, str):
-      raise ValueError(f'Genotype.parse: expected a string, got '
-                       f'{type(text).__name__}')
-    self.text = text
-    self.start = _LEADING.match(text).end()
-    if self.start == len(text):
-      raise _syntax_error(text, self.start,
-                          "expected '(' to open 'Genotype(', found end of text")
-    self.line = text.count('\n', 0, self.start) + 1
-    self.name = 'Genotype' if text[self.start] == '(' else ''
-    # ast refuses indented blank last lines unless they end in a newline.
-    source = '\n' * (self.line - 1) + self.name + text[self.start:] + '\n'
-    self.lines = source.split('\n')
-    try:
-      self.tree = ast.parse(source, mode='eval').body
-    except SyntaxError as e:
-      if not e.lineno:
-        raise ValueError(f'Genotype.parse: {e.msg}') from None
-      pos = self.position(e.lineno, (e.offset or 1) - 1)
-      hint = '' if e.msg == 'invalid syntax' else e.msg
-      raise _syntax_error(text, pos, 'syntax error', hint) from None
-    except (MemoryError, RecursionError):  # The parser's own stack.
-      raise ValueError('Genotype.parse: text too deeply nested') from None
-
-  def position(self, lineno: int, column: int) -> int:
-    """The position in ``text`` of a line and 0-based column of the source."""
-    if lineno == self.line:
-      return self.start + max(column - len(self.name), 0)
-    lines = self.text.split('\n')[:lineno - 1]
-    return min(sum(len(line) + 1 for line in lines) + column, len(self.text))
-
-  def error(self, node: ast.AST, message: str, hint: str = '') -> ValueError:
-    # ast counts columns in UTF-8 bytes.
-    line = self.lines[node.lineno - 1].encode()
-    column = len(line[:node.col_offset].decode(errors='ignore'))
-    return _syntax_error(self.text, self.position(node.lineno, column),
-                         message, hint)
-
-  def kind(self, node: ast.AST) -> str:
-    """'int', 'str', 'list', 'tuple' or 'range'; refuses any other node."""
-    if _int_value(node) is not None:
-      return 'int'
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-      return 'str'
-    if isinstance(node, (ast.List, ast.Tuple)):
-      return 'list' if isinstance(node, ast.List) else 'tuple'
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        and node.func.id == 'range'):
-      return 'range'
-    raise self.error(node, f'expected a value, found {_describe(node)}',
-                     _VALUES)
-
-  def genotype_fields(self) -> dict[str, Any]:
-    """``Genotype(field=value, ...)``: keywords only, each field once."""
-    call = self.tree
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-            and call.func.id == 'Genotype'):
-      head = call.func if isinstance(call, ast.Call) else call
-      raise self.error(head, f"expected 'Genotype(', found {_describe(head)}")
-    nodes: dict[str, ast.AST] = {}
-    for arg in [*call.args, *call.keywords]:
-      name = getattr(arg, 'arg', None)
-      if name is None:  # A positional argument or **mapping.
-        raise self.error(arg, f'expected a field name, found {_describe(arg)}')
-      if name not in FIELDS:
-        raise self.error(arg, f'unknown field {name!r}',
-                         f'fields are {", ".join(FIELDS)}')
-      if name in nodes:
-        raise self.error(arg, f'field {name!r} given twice')
-      nodes[name] = arg.value
-    for name in FIELDS:
-      if name not in nodes:
-        raise ValueError(f'Genotype.parse: missing field {name!r}')
-    return {
-        'normal': self.pairs('normal', nodes['normal']),
-        'normal_concat': self.concat('normal_concat', nodes['normal_concat']),
-        'reduce': self.pairs('reduce', nodes['reduce']),
-        'reduce_concat': self.concat('reduce_concat', nodes['reduce_concat']),
-    }
-
-  def pairs(self, field: str, node: ast.AST) -> list[Pair]:
-    """A list of ``(op, input)`` pairs, checking each one's shape."""
-    if (kind := self.kind(node)) not in ('list', 'tuple'):
-      raise self.error(node, f'field {field!r} must be a list of '
-                       f'(op, input) pairs, found {kind}')
-    pairs = []
-    for k, item in enumerate(node.elts):
-      where = f'{field}[{k}]'
-      if (kind := self.kind(item)) not in ('list', 'tuple'):
-        raise self.error(item, f'{where} must be an (op, input) pair, '
-                         f'found {kind}')
-      if len(item.elts) != 2:
-        raise self.error(item, f'{where} must be an (op, input) pair, '
-                         f'found {len(item.elts)} items')
-      op, state = item.elts
-      if (kind := self.kind(op)) != 'str':
-        raise self.error(op, f'{where}: op must be a quoted string, '
-                         f'found {kind}')
-      if (kind := self.kind(state)) != 'int':
-        raise self.error(state, f'{where}: input must be an integer, '
-                         f'found {kind}')
-      pairs.append((op.value, _int_value(state)))
-    return pairs
-
-  def concat(self, field: str, node: ast.AST) -> tuple[int, ...]:
-    """A list or tuple of ints, or ``range(stop)``/``range(start, stop)``."""
-    if (kind := self.kind(node)) == 'range':
-      return self.range_call(node)
-    if kind not in ('list', 'tuple'):
-      raise self.error(node, f'field {field!r} must be a list of ints or '
-                       f'a range, found {kind}')
-    for item in node.elts:
-      if (kind := self.kind(item)) != 'int':
-        raise self.error(item, f'field {field!r} must hold integers, '
-                         f'found {kind}')
-    return tuple(_int_value(item) for item in node.elts)
-
-  def range_call(self, node: ast.Call) -> tuple[int, ...]:
-    """The ints of ``range(stop)`` or ``range(start, stop)``."""
-    args = [*node.args, *node.keywords]
-    for arg in args:
-      if _int_value(arg) is None:
-        raise self.error(arg, 'expected an integer argument of range(), '
-                         f'found {_describe(arg)}')
-    if len(args) not in (1, 2):
-      raise self.error(node, f'range() takes 1 or 2 arguments, got {len(args)}')
-    states = range(*map(_int_value, args))
-    if len(states) > len(self.text):  # More states than any genotype here has.
-      raise self.error(node, f'range() of {len(states)} states is too long')
-    return tuple(states)
-
-
-# ---------------------------------------------------------------------------
-# Derivation from architecture parameters.
-
-
-def _cell_weights(weights: Mapping[str, Any], cell: str, space: SearchSpace,
-                  what: str) -> np.ndarray:
-  """``weights[cell]`` as float64, checked for presence, shape, finiteness."""
-  if cell not in weights:
-    raise ValueError(f'derive: {what} has no {cell!r} entry; expected keys '
-                     f'{", ".join(map(repr, CELL_TYPES))}')
-  array = np.asarray(weights[cell], dtype=np.float64)
-  if array.shape != space.alpha_shape:
-    raise ValueError(
-        f'derive: {what}[{cell!r}] has shape {array.shape}, expected '
-        f'{space.alpha_shape} (num_edges={space.num_edges} for '
-        f'{space.num_nodes} nodes, num_ops={space.num_ops} primitives)')
-  if not np.all(np.isfinite(array)):
-    raise ValueError(f'derive: {what}[{cell!r}] has non-finite values')
-  return array
-
-
-def _top2_cell(probs: np.ndarray, space: SearchSpace) -> list[Pair]:
-  """Two strongest incoming edges per node, each with its strongest op.
-
-  An edge's strength is its largest non-'none' op weight. Edges are ranked
-  by strength (ties: lower input first) and the two strongest are emitted
-  strongest first; an op tie goes to the earlier primitive.
-  """
-  candidates = np.array([k for k, p in enumerate(space.primitives) if p != 'none'])
-  pairs = []
-  for node in range(space.num_nodes):
-    start = space.edge_offset(node)
-    weights = probs[start:start + 2 + node][:, candidates]
-    ranking = np.argsort(-weights.max(axis=1), kind='stable')
-    for state in ranking[:2]:
-      op = space.primitives[candidates[np.argmax(weights[state])]]
-      pairs.append((op, int(state)))
-  return pairs
-
-
-def top2_genotype(weights: Mapping[str, Any], space: SearchSpace = DARTS_SPACE,
-                  *, what: str = 'weights') -> Genotype:
-  """The DARTS CNN space's derivation rule on per-edge op weights.
-
-  Each intermediate node keeps its two incoming edges with the largest
-  non-'none' op weight, each with that op, emitted strongest first; both
-  cells concatenate all intermediate nodes.
-
-  Args:
-    weights: ``{'normal': [num_edges, num_ops], 'reduce': [...]}`` arrays
-      (jax or numpy) in ``space``'s edge and primitive order, e.g. a
-      method's ``strengths``.
-    space: the search space the weights belong to.
-    what: how error messages name ``weights``.
-
-  Raises:
-    ValueError: if a cell's weights are missing, of the wrong shape, or not
-      finite.
-  """
-  if not isinstance(weights, Mapping):
-    raise ValueError(f'derive: {what} must be a mapping with keys '
-                     f'{", ".join(map(repr, CELL_TYPES))}, got '
-                     f'{type(weights).__name__}')
-  cells = {cell: _top2_cell(_cell_weights(weights, cell, space, what), space)
-           for cell in CELL_TYPES}
-  return Genotype.make(normal=cells['normal'], normal_concat=space.concat,
-                       reduce=cells['reduce'], reduce_concat=space.concat,
-                       space=space)
-
-
-def derive_genotype(alphas: Mapping[str, Any],
-                    space: SearchSpace = DARTS_SPACE) -> Genotype:
-  """Discretises architecture parameters into a genotype, as DARTS does:
-  `top2_genotype` of the softmax of each cell's alphas (in float64).
-
-  Raises:
-    ValueError: if a cell's alphas are missing, of the wrong shape, or not
-      finite.
-  """
-  if isinstance(alphas, Mapping):
-    alphas = {cell: _softmax(_cell_weights(alphas, cell, space, 'alphas'))
-              for cell in CELL_TYPES}
-  return top2_genotype(alphas, space, what='alphas')
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-  shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-  return shifted / shifted.sum(axis=-1, keepdims=True)
