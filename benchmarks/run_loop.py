@@ -1,7 +1,8 @@
 """Overhead of `run_search`'s loop over the bare search step.
 
 Runs a short search on random CIFAR-shaped data (an ``npz:`` dataset in a
-temporary directory, 32x32x3, 10 classes) through `jaxdarts.run.search.run_search`
+temporary directory, 32x32x3, 10 classes) through
+`jaxdarts.run.search.run_search`
 with everything a real run does (input pipeline and augmentation, metrics,
 TensorBoard, checkpoints, the per-epoch supernet evaluation and genotype),
 then times the same compiled step alone on batches already on the device::

@@ -1,1 +1,1 @@
-"""Experiment entry points and their configs (importable: experiments.configs)."""
+"""Experiment entry points and their configs (`experiments.configs`)."""

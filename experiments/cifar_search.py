@@ -7,12 +7,10 @@ Rerunning the same command resumes an interrupted search from its last
 checkpoint, or reports a finished one.
 """
 
-import logging as std_logging
 from pathlib import Path
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from jaxdarts.run import search
@@ -28,12 +26,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  multihost.initialize()  # Before anything else runs on a device.
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
-  std_logging.getLogger('jaxdarts').setLevel(std_logging.INFO)
+  multihost.start(argv)
   result = search.run_search(FLAGS.config, FLAGS.workdir)
   state = 'finished' if result.finished else 'stopped early (resumable)'
   workdir = Path(FLAGS.workdir)

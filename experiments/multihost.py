@@ -12,9 +12,14 @@ On Cloud TPU pods, SLURM, Open MPI or Kubernetes, ``--distributed`` lets JAX
 find these values itself. See `jaxdarts.core.parallel.initialize`.
 """
 
+import logging as std_logging
+
+from absl import app
 from absl import flags
+from absl import logging
 
 from jaxdarts.core import parallel
+
 _ADDRESS = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0 of a multi-process '
     'run, the same on every process.')
@@ -31,3 +36,16 @@ def initialize() -> bool:
   """Joins the multi-process run the flags describe; whether there is one."""
   return parallel.initialize(_ADDRESS.value, _NUM_PROCESSES.value,
                              _PROCESS_ID.value, detect=_DETECT.value)
+
+
+def start(argv: list[str]) -> None:
+  """What every entry point does first: refuse stray arguments, join the
+  multi-process run (before anything touches a device), and log jaxdarts's
+  progress at INFO while absl (orbax logs every save) stays at WARNING
+  unless ``--verbosity`` is given."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  initialize()
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  std_logging.getLogger('jaxdarts').setLevel(std_logging.INFO)

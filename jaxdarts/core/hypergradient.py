@@ -14,7 +14,8 @@ gradient (eq. 7) is
 
 Every method here is a pure function with the same signature::
 
-    method(problem: BilevelProblem, params, alphas) -> (alpha_grad, (val_loss, val_aux))
+    method(problem: BilevelProblem, params, alphas)
+        -> (alpha_grad, (val_loss, val_aux))
 
 * ``first_order``: drop the second-order term and take w' = w (xi = 0);
 * ``finite_difference``: eq. 8, the mixed term by central differences at

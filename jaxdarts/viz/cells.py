@@ -97,13 +97,14 @@ def _draw_boxes(ax: Axes, c: Cell, positions: dict[int, Point]
   boxes = {}
   for state, (x, y) in positions.items():
     kind = ('input' if state < 2 else 'output' if state == c.output else 'node')
-    box = FancyBboxPatch((x - layout.BOX_W / 2, y - layout.BOX_H / 2), layout.BOX_W, layout.BOX_H,
+    corner = (x - layout.BOX_W / 2, y - layout.BOX_H / 2)
+    box = FancyBboxPatch(corner, layout.BOX_W, layout.BOX_H,
                          boxstyle='round,pad=0.02,rounding_size=0.12',
                          facecolor=layout.FILL[kind], edgecolor='#333333',
                          linewidth=1.2, zorder=3)
     ax.add_patch(box)
-    ax.text(x, y, layout.state_label(state, c.num_nodes), ha='center', va='center',
-            fontsize=12, zorder=4)
+    ax.text(x, y, layout.state_label(state, c.num_nodes), ha='center',
+            va='center', fontsize=12, zorder=4)
     boxes[state] = box
   return boxes
 
@@ -144,11 +145,12 @@ def _place_label(ax: Axes, arrow: Arrow, positions: dict[int, Point],
   """Puts the op label on its arrow where it covers the least.
 
   Candidate spots lie along the arrow; the cheapest (`_label_cost`, ties
-  broken towards `layout.PREFERRED_T`) is kept and its box added to ``obstacles``.
+  broken towards `layout.PREFERRED_T`) is kept and its box added to
+  ``obstacles``.
   ``lines`` holds display-space points of the other arrows.
   """
-  spots = layout.curve(positions[arrow.source], positions[arrow.target], arrow.rad,
-                 layout.LABEL_T)
+  spots = layout.curve(positions[arrow.source], positions[arrow.target],
+                       arrow.rad, layout.LABEL_T)
   text = ax.text(0, 0, arrow.op, ha='center', va='center', fontsize=8.5,
                  color=op_color(arrow.op), zorder=5,
                  bbox=dict(boxstyle='round,pad=0.15', facecolor='white',
@@ -166,8 +168,9 @@ def _place_label(ax: Axes, arrow: Arrow, positions: dict[int, Point],
 def _extent(positions: dict[int, Point],
             arrows: Iterable[Arrow]) -> tuple[float, float, float, float]:
   """Data limits holding every box and arrow, with a margin for labels."""
-  points = np.concatenate([np.array(list(positions.values()))]
-                          + [layout.arrow_points(a, positions, 30) for a in arrows])
+  points = np.concatenate(
+      [np.array(list(positions.values()))]
+      + [layout.arrow_points(a, positions, 30) for a in arrows])
   margin = 0.4
   return (points[:, 0].min() - layout.BOX_W / 2 - margin,
           points[:, 0].max() + layout.BOX_W / 2 + margin,
@@ -178,7 +181,8 @@ def _extent(positions: dict[int, Point],
 def _new_cell_axes(limits: tuple[float, float, float, float]) -> Axes:
   """Axes filling a new figure sized so that data units are to scale."""
   x0, x1, y0, y1 = limits
-  fig = new_figure((x1 - x0) * layout.INCHES_PER_UNIT, (y1 - y0) * layout.INCHES_PER_UNIT)
+  fig = new_figure((x1 - x0) * layout.INCHES_PER_UNIT,
+                   (y1 - y0) * layout.INCHES_PER_UNIT)
   return fig.add_axes((0, 0, 1, 1))
 
 

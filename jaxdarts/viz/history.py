@@ -49,8 +49,8 @@ def plot_alpha_evolution(workdir: PathLike, path: PathLike,
                          cell: str = 'normal') -> Path:
   """Plots each edge's op weights against the epoch.
 
-  One small panel per edge, in the edge order of `jaxdarts.spaces.darts_cnn.space` (one row
-  per intermediate node, its inputs from left to right), with one line per
+  One small panel per edge, in the space's edge order (one row per
+  intermediate node, its inputs from left to right), with one line per
   op and a single legend.
 
   Args:

@@ -40,7 +40,8 @@ def _top2_cell(probs: np.ndarray, space: SearchSpace) -> list[Pair]:
   by strength (ties: lower input first) and the two strongest are emitted
   strongest first; an op tie goes to the earlier primitive.
   """
-  candidates = np.array([k for k, p in enumerate(space.primitives) if p != 'none'])
+  candidates = np.array(
+      [k for k, p in enumerate(space.primitives) if p != 'none'])
   pairs = []
   for node in range(space.num_nodes):
     start = space.edge_offset(node)

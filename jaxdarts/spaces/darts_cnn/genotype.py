@@ -32,13 +32,15 @@ import numpy as np
 
 from jaxdarts.spaces.darts_cnn import genotype_text
 from jaxdarts.spaces.darts_cnn.genotype_text import FIELDS, Pair
-from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, DARTS_PRIMITIVES, SearchSpace
+from jaxdarts.spaces.darts_cnn.space import (CELL_TYPES, DARTS_PRIMITIVES,
+                                             SearchSpace)
 
 # Operations a genotype may name when no search space is given: the DARTS
 # primitives except the zero op, plus the extra ops of the reference code
 # (used there by the NASNet and AmoebaNet cells).
 KNOWN_OPS: frozenset[str] = frozenset(
-    p for p in DARTS_PRIMITIVES if p != 'none') | {'sep_conv_7x7', 'conv_7x1_1x7'}
+    p for p in DARTS_PRIMITIVES if p != 'none') | {'sep_conv_7x7',
+                                                   'conv_7x1_1x7'}
 
 PathLike = str | os.PathLike
 
@@ -67,7 +69,8 @@ def _as_items(value: Any, where: str, what: str) -> tuple[Any, ...]:
 def _as_pairs(value: Any, where: str) -> tuple[Pair, ...]:
   """A cell's edge list as a tuple of ``(op: str, input: int)`` pairs."""
   pairs = []
-  for k, item in enumerate(_as_items(value, where, 'a list of (op, input) pairs')):
+  items = _as_items(value, where, 'a list of (op, input) pairs')
+  for k, item in enumerate(items):
     item_where = f'{where}[{k}]'
     pair = _as_items(item, item_where, 'an (op, input) pair')
     if len(pair) != 2:
@@ -117,7 +120,8 @@ def _check_edge_counts(genotype: Genotype, space: SearchSpace | None) -> None:
                      f'search space has {space.num_nodes}')
 
 
-def _check_pairs(cell: str, pairs: tuple[Pair, ...], ops: frozenset[str]) -> None:
+def _check_pairs(cell: str, pairs: tuple[Pair, ...],
+                 ops: frozenset[str]) -> None:
   """Known op names and in-range inputs for every edge of one cell."""
   for k, (op, state) in enumerate(pairs):
     node = k // 2
@@ -137,7 +141,8 @@ def _check_concat(field: str, concat: tuple[int, ...], num_nodes: int) -> None:
   """A non-empty list of distinct states of the cell."""
   where = f'Genotype.{field}'
   if not concat:
-    raise ValueError(f'{where}: empty; the cell output needs at least one state')
+    raise ValueError(
+        f'{where}: empty; the cell output needs at least one state')
   seen = set()
   for k, state in enumerate(concat):
     if not 0 <= state < 2 + num_nodes:

@@ -185,8 +185,9 @@ def resolve(spec: str | os.PathLike[str] | Genotype) -> Genotype:
       published = get(text)
     if published is not None:
       if path is not None:
-        logging.getLogger('jaxdarts').warning('genotype %r is a published name; the file %s is not '
-                       'read (write ./%s for it)', text, path, text)
+        logging.getLogger('jaxdarts').warning(
+            'genotype %r is a published name; the file %s is not read '
+            '(write ./%s for it)', text, path, text)
       return published
     if path is not None:
       return Genotype.load(path)
