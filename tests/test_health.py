@@ -170,3 +170,53 @@ def test_architecture_signals_by_hand():
   for cell in ('normal', 'reduce'):  # Rows are normalised first.
     np.testing.assert_allclose(got[f'{cell}_edge_entropy'], entropy)
     np.testing.assert_allclose(got[f'{cell}_edge_margin'], (0.5 + 0) / 2)
+
+
+# -- The workdir side: resume, plot, report -------------------------------------
+
+
+def health_workdir(root):
+  """The hand-made search workdir plus health records and a DARTS-ES stop."""
+  from search_workdir import write_search_workdir  # pylint: disable=g-import-not-at-top
+  from jaxdarts.run.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  write_search_workdir(root)
+  workdir = Workdir(root)
+  for epoch in range(4):
+    workdir.append_metrics(100 * epoch + 99, epoch, {
+        'hessian_eigenvalue': 0.1 * 2 ** epoch, 'normal_skip_ops': epoch,
+        'normal_pool_ops': 1, 'reduce_skip_ops': 0, 'reduce_pool_ops': 3,
+        'normal_edge_entropy': 1.3, 'reduce_edge_entropy': 1.2,
+        'normal_edge_margin': 0.1 * epoch, 'reduce_edge_margin': 0.05})
+  workdir.write_early_stop({'epoch': 3, 'stop_epoch': 1, 'ratio': 4.0,
+                            'rule': {}})
+  return workdir
+
+
+def test_search_health_reads_back_the_rules_evaluations(tmp_path):
+  from jaxdarts.run.health import SearchHealth  # pylint: disable=g-import-not-at-top
+  from experiments.configs import search as configs  # pylint: disable=g-import-not-at-top
+  workdir = health_workdir(tmp_path)
+  config = configs.get_config('tiny')
+  config.search.early_stop.update(enabled=True, every=2)
+  health = SearchHealth(config, None, None, workdir)
+  assert health.stopped()['stop_epoch'] == 1
+  health.start(3)  # Resuming at epoch 3: epoch 1 was evaluated (every 2).
+  assert health.evaluations == [(1, 0.2)]
+  assert health.evaluates(3) and not health.evaluates(2)
+  config.search.early_stop.enabled = False
+  assert SearchHealth(config, None, None, workdir).stopped() is None
+
+
+def test_report_shows_the_health_plot_and_the_stop(tmp_path):
+  from jaxdarts.viz import health as viz_health  # pylint: disable=g-import-not-at-top
+  from jaxdarts.viz import report  # pylint: disable=g-import-not-at-top
+  workdir = health_workdir(tmp_path)
+  series = viz_health.health_series(tmp_path)
+  assert series['hessian_eigenvalue'] == ([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.8])
+  # The sections, not the whole page (its network size takes seconds).
+  page = (report._health_section(workdir, tmp_path)  # pylint: disable=protected-access
+          + report._history_section(workdir, {}))  # pylint: disable=protected-access
+  assert (tmp_path / 'health.png').stat().st_size > 0
+  assert 'Search health' in page and 'alt="search health"' in page
+  assert 'DARTS-ES stopped the search after epoch 3' in page
+  assert 'that of the stop epoch, 1.' in page
