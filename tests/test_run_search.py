@@ -335,3 +335,34 @@ def test_report_builds_from_a_real_search_workdir(reference):
   assert html.escape(str(result.genotype)) in page
   assert 'data:image/png;base64,' in page
   assert (workdir / 'cells' / 'normal.png').stat().st_size > 0
+
+
+def test_early_stop_ends_the_search_with_the_stop_epochs_genotype(
+    tmp_path, cache_dir, caplog):
+  """DARTS-ES with every=1, window=1, delta=1 and a factor every ratio
+  exceeds: evaluations at epochs 0 and 1, a stop after epoch 1 keeping
+  epoch 0's genotype; the same command then only reports."""
+  from jaxdarts.spaces.darts_cnn.genotype import Genotype as G  # pylint: disable=g-import-not-at-top
+  config = tiny_config(cache_dir)
+  config.search.eigenvalue_iterations = 4
+  config.search.early_stop.update(enabled=True, every=1, window=1, delta=1,
+                                  factor=-1e30, start_epoch=0)
+  result = search.run_search(config, tmp_path)
+  assert result.finished and int(result.state.step) == 2 * 11
+  record = json.loads((tmp_path / 'early_stop.json').read_text())
+  assert (record['epoch'], record['stop_epoch']) == (1, 0)
+  kept = G.load(tmp_path / 'genotypes' / 'epoch_000.json')
+  assert result.genotype == kept == G.load(tmp_path / 'genotype.json')
+  assert not (tmp_path / 'genotypes' / 'epoch_002.json').exists()
+  lines = [json.loads(line) for line in
+           (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  eigen = {r['epoch']: r['hessian_eigenvalue'] for r in lines
+           if 'hessian_eigenvalue' in r}
+  assert sorted(eigen) == [0, 1]
+  ratio = [r['early_stop_ratio'] for r in lines if 'early_stop_ratio' in r]
+  np.testing.assert_allclose(ratio, [eigen[1] / eigen[0]], rtol=1e-6)
+  assert any('normal_param_free_ops' in r for r in lines)
+  with caplog.at_level(logging.INFO, logger='jaxdarts.run'):
+    again = search.run_search(config, tmp_path)
+  assert 'already finished' in caplog.text
+  assert int(again.state.step) == 2 * 11 and again.genotype == kept

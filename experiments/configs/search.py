@@ -53,6 +53,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.search.epochs = 50
   config.search.batch_size = 64
   config.search.seed = 0
+  # Search health (jaxdarts.run.health): the dominant eigenvalue of the
+  # alphas' Hessian on one fixed validation batch every `eigenvalue_every`
+  # epochs (0: never), by `eigenvalue_iterations` Lanczos steps (each one
+  # Hessian-vector product).
+  config.search.eigenvalue_every = 1
+  config.search.eigenvalue_iterations = 20
+  # DARTS-ES (Zela et al., ICLR 2020): the eigenvalue every `every` epochs,
+  # local averages over `window` evaluations; stop once the newest is more
+  # than `factor` times the one `delta` averages earlier, keeping the
+  # genotype of that earlier average's epoch if it is >= `start_epoch`.
+  config.search.early_stop = ml_collections.ConfigDict(dict(
+      enabled=False, every=2, window=5, delta=4, factor=1.3, start_epoch=10))
 
   # The method's options (fields of its class), e.g. a temperature range.
   config.method = ml_collections.ConfigDict()
@@ -162,6 +174,7 @@ def tiny() -> ml_collections.ConfigDict:
   config.search.batch_size = 64
   config.checkpoint_every_steps = 5
   config.log_every_steps = 4
+  config.search.eigenvalue_every = 0  # Keeps the tests' compiles short.
   return config
 
 

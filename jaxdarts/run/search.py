@@ -10,7 +10,10 @@ and writes into the workdir (`jaxdarts.run.workdir` has the format):
 ``supernet_val_accuracy``, the supernet on the alphas half with running BN
 statistics); per epoch the genotype and the method's op weights; the final
 genotype and its cell drawings; checkpoints every
-``checkpoint_every_steps`` and at every epoch end.
+``checkpoint_every_steps`` and at every epoch end. At every epoch end also
+the search's health (`jaxdarts.run.health`): collapse signals, the
+Hessian's dominant eigenvalue, and with ``config.search.early_stop.enabled``
+DARTS-ES, which may end the search early with an earlier epoch's genotype.
 
 Resume is exact: a run killed at any point and started again with the same
 command ends with the same alphas, weights and genotype as an uninterrupted
@@ -51,6 +54,7 @@ from jaxdarts.core.state import (SearchState, create_search_state,
                                  default_weight_optimizer)
 from jaxdarts.run import loop
 from jaxdarts.run.evaluate import evaluate
+from jaxdarts.run.health import SearchHealth
 from jaxdarts.run.workdir import Workdir
 
 logger = logging.getLogger('jaxdarts.run')
@@ -105,7 +109,7 @@ def run_search(config: ml_collections.ConfigDict,
       functools.partial(initial_state, config, halves, job.num_steps), mesh,
       model_config=model_config(config),
       model_config_defaults=MODEL_CONFIG_DEFAULTS)
-  return SearchResult(state, state.genotype(), finished)
+  return SearchResult(state, job.final_genotype(state), finished)
 
 
 def model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -214,10 +218,22 @@ class SearchJob:
     self.steps_per_epoch = search_batches(config, halves).steps_per_epoch
     self.num_steps = self.epochs * self.steps_per_epoch
     self.previous = None  # The genotype of the epoch before.
+    self.health = SearchHealth(config, halves.alphas_half, mesh, workdir)
+    self.stop = self.health.stopped()  # Early-stop record of a past run.
+    if self.stop is not None:  # DARTS-ES ended the search there.
+      self.epochs = min(self.epochs, self.stop['epoch'] + 1)
 
   def start(self, state: SearchState, position: data_lib.Position) -> None:
     del state
     self.previous = self.workdir.epoch_genotype(position.epoch - 1)
+    self.health.start(position.epoch)
+
+  def final_genotype(self, state: SearchState):
+    """The search's result: the stop epoch's genotype after DARTS-ES, else
+    that of ``state``."""
+    if self.stop is not None:
+      return self.health.stop_genotype(self.stop['stop_epoch'])
+    return state.genotype()
 
   def already_finished(self, state: SearchState) -> None:
     logger.info('The search in %s already finished (step %d); its genotype '
@@ -245,15 +261,23 @@ class SearchJob:
                        self.config.search.batch_size, self.mesh)
     record({f'supernet_val_{k}': v for k, v in results.items()})
     genotype = state.genotype()
+    strengths = state.method.strengths(jax.device_get(state.alphas))
+    decision = self.health.end_epoch(state, epoch, genotype, strengths, record)
+    if decision is not None:
+      self.stop = {'epoch': epoch, 'stop_epoch': decision.stop_epoch,
+                   'ratio': decision.ratio,
+                   'rule': dict(self.config.search.early_stop)}
+      self.epochs = epoch + 1  # The loop ends after this epoch.
     if loop.is_writer():
       # On the host: only process 0 gets here, so nothing may run on the mesh.
-      alphas = jax.device_get(state.alphas)
-      self.workdir.write_epoch(epoch, genotype,
-                               state.method.strengths(alphas),
+      self.workdir.write_epoch(epoch, genotype, strengths,
                                state.model.space.primitives)
+      if decision is not None:
+        self.workdir.write_early_stop(self.stop)
       if epoch + 1 == self.epochs:
-        self.workdir.write_genotype(genotype)
-        _draw(genotype, self.workdir / 'cells')
+        final = self.final_genotype(state)
+        self.workdir.write_genotype(final)
+        _draw(final, self.workdir / 'cells')
     previous, self.previous = self.previous, genotype
     change = ('unchanged' if genotype.same_architecture(previous) else
               f'{"derived" if previous is None else "changed"}: {genotype}')

@@ -14,6 +14,9 @@ Everything a search or a retraining run writes lives in its workdir:
   type, and ``primitives``, the op names);
 * a search's final ``genotype.json``, ``genotype.txt`` and ``cells/`` (the
   cell drawings);
+* a search stopped early (DARTS-ES, `jaxdarts.run.health`):
+  ``early_stop.json``, ``{epoch, stop_epoch, ratio, rule}``: the search
+  ended after ``epoch`` and kept the genotype of ``stop_epoch``;
 * a retraining's ``genotype.json`` (the genotype trained),
   ``final_variables.msgpack`` (the trained ``{'params', 'batch_stats'}``,
   `flax.serialization.to_bytes`) and ``final_metrics.json``;
@@ -259,6 +262,16 @@ class Workdir:
     return genotype, ('genotype.json is missing (is the search still '
                       'running?); this is the genotype of the last epoch '
                       f'written, epoch {epoch}.')
+
+  def write_early_stop(self, record: dict[str, Any]) -> None:
+    """``early_stop.json``: where and why DARTS-ES stopped the search."""
+    self.path.mkdir(parents=True, exist_ok=True)
+    (self / 'early_stop.json').write_text(json.dumps(record, indent=2) + '\n')
+
+  def early_stop(self) -> dict[str, Any] | None:
+    """``early_stop.json``, or None if the search was not stopped early."""
+    path = self / 'early_stop.json'
+    return json.loads(path.read_text()) if path.is_file() else None
 
   # -- A retraining ------------------------------------------------------------
 

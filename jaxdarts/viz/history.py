@@ -17,6 +17,7 @@ from typing import Any
 
 from jaxdarts.run.workdir import Workdir
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES, SearchSpace
+from jaxdarts.viz import health
 from jaxdarts.viz import layout
 from jaxdarts.viz.figure import check_image_path, new_figure, op_color, save
 
@@ -157,6 +158,8 @@ def plot_curves(workdir: PathLike, path: PathLike) -> Path:
   path = check_image_path(path)
   workdir = Path(workdir)
   series = _series(Workdir(workdir).metrics())
+  series = {k: v for k, v in series.items()
+            if not health.is_health_metric(k)}  # Plotted by viz.health.
   if not series:
     raise ValueError(f'{workdir / "metrics.jsonl"}: no numeric metrics to plot')
   panels = _panels(series)

@@ -14,6 +14,9 @@ cifar_search.py``) wrote into its workdir:
 * the genotype at each epoch and the epoch since which it is unchanged
   (`jaxdarts.viz.cells.stable_since`);
 * the evolution of the op weights (``alphas/epoch_NNN.npz``);
+* the search's health (`jaxdarts.viz.health`): the Hessian's dominant
+  eigenvalue, the parameter-free op counts, edge entropy and margin per
+  epoch, and where DARTS-ES stopped the search (``early_stop.json``);
 * the training and validation curves (``metrics.jsonl``) and the last value
   of every metric;
 * the config (``config.json``).
@@ -43,6 +46,7 @@ import jax.numpy as jnp
 from jaxdarts.cost import counting
 from jaxdarts.run.workdir import Workdir
 from jaxdarts.viz import cells
+from jaxdarts.viz import health
 from jaxdarts.viz import history
 from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
@@ -154,6 +158,7 @@ def write_report(workdir: PathLike) -> Path:
         _cells_section(genotype, images),
         _history_section(workdir, config),
         _alphas_section(workdir, images),
+        _health_section(workdir, images),
         _metrics_section(workdir, images),
         _config_section(config, config_error),
     ]
@@ -327,7 +332,36 @@ def _history_section(workdir: Workdir,
   if gaps := _gaps(epochs):
     parts.append(_note('No genotype file for epoch(s) '
                        f'{", ".join(map(str, gaps))}.'))
+  if stop := _early_stop(workdir):
+    parts.append(_note(stop))
   parts.append(_history_table(genotypes, since))
+  return _section(title, *parts)
+
+
+def _early_stop(workdir: Workdir) -> str | None:
+  """What ``early_stop.json`` says, in words, or None."""
+  try:
+    stop = workdir.early_stop()
+  except (OSError, ValueError) as e:
+    return f'early_stop.json could not be read: {e}'
+  if stop is None:
+    return None
+  return (f'DARTS-ES stopped the search after epoch {stop.get("epoch")} '
+          f'(eigenvalue local-average ratio {stop.get("ratio", 0):.3g}); the '
+          f'final genotype is that of the stop epoch, {stop.get("stop_epoch")}.')
+
+
+def _health_section(workdir: Workdir, images: Path) -> str:
+  title = 'Search health'
+  parts = ['<p>Per epoch: the dominant eigenvalue of the validation loss\'s '
+           'Hessian in the alphas (Zela et al., ICLR 2020), the skip '
+           'connections and poolings of the derived cells, and the mean over '
+           'edges of the op weights\' entropy and of their top-1 minus '
+           'top-2 margin.</p>']
+  if stop := _early_stop(workdir):
+    parts.append(_note(stop))
+  draw = functools.partial(health.plot_health, workdir.path)
+  parts.append(_figure(draw, images / 'health.png', 'search health'))
   return _section(title, *parts)
 
 
