@@ -53,6 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.search.epochs = 50
   config.search.batch_size = 64
   config.search.seed = 0
+  # Independent searches run together as one vmapped program; seed i uses
+  # the seed `seed + i` and writes workdir/seed_<i>/ (jaxdarts.run.seeds).
+  config.search.seeds = 1
 
   # The method's options (fields of its class), e.g. a temperature range.
   config.method = ml_collections.ConfigDict()
