@@ -30,6 +30,14 @@ def main(argv: list[str]) -> None:
   result = search.run_search(FLAGS.config, FLAGS.workdir)
   state = 'finished' if result.finished else 'stopped early (resumable)'
   workdir = Path(FLAGS.workdir)
+  if isinstance(result.genotype, tuple):  # config.search.seeds > 1.
+    print(f'Search of {len(result.genotype)} seeds {state} at step '
+          f'{int(result.state.step)}.', flush=True)
+    for index, genotype in enumerate(result.genotype):
+      print(f'seed_{index}: {genotype}', flush=True)
+    print(f'Written to {workdir}/seed_<i>/; pick one with '
+          'experiments/select_seeds.py.', flush=True)
+    return
   print(f'Search {state} at step {int(result.state.step)}.\n'
         f'Genotype: {result.genotype}\n'
         f'Written to {workdir / "genotypes"}/ (per epoch)'

@@ -65,6 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
   # genotype of that earlier average's epoch if it is >= `start_epoch`.
   config.search.early_stop = ml_collections.ConfigDict(dict(
       enabled=False, every=2, window=5, delta=4, factor=1.3, start_epoch=10))
+  # Independent searches run together as one vmapped program; seed i uses
+  # the seed `seed + i` and writes workdir/seed_<i>/ (jaxdarts.run.seeds).
+  config.search.seeds = 1
 
   # The method's options (fields of its class), e.g. a temperature range.
   config.method = ml_collections.ConfigDict()

@@ -29,6 +29,10 @@ own rows of every global batch, only process 0 writes files, and every
 process takes part in the checkpoints, which hold the global state and
 restore on any number of devices. A global batch that does not split evenly
 over the devices is refused before anything compiles.
+
+Several seeds: ``config.search.seeds = N`` runs N independent searches,
+seed i with the seed ``config.search.seed + i``, as one vmapped program
+(`jaxdarts.run.seeds`); each seed's outputs go to ``workdir/seed_<i>/``.
 """
 
 from __future__ import annotations
@@ -64,8 +68,11 @@ class SearchResult(NamedTuple):
   """What `run_search` returns.
 
   Attributes:
-    state: the search state at the end (or where SIGTERM stopped it).
-    genotype: the genotype derived from ``state.alphas``.
+    state: the search state at the end (or where SIGTERM stopped it); with
+      ``config.search.seeds > 1``, the stacked `jaxdarts.core.seeds.
+      SeedStates`.
+    genotype: the genotype derived from ``state.alphas``; with several
+      seeds, the tuple of the seeds' genotypes.
     finished: whether every epoch ran (False after a SIGTERM).
   """
   state: SearchState
@@ -103,6 +110,9 @@ def run_search(config: ml_collections.ConfigDict,
   mesh, workdir = loop.prepare(config, workdir, config.search.batch_size,
                                'config.search.batch_size')
   halves = load_halves(config)
+  if config.search.get('seeds', 1) != 1:
+    from jaxdarts.run import seeds  # pylint: disable=g-import-not-at-top
+    return seeds.run_seeds(config, workdir, mesh, halves)
   job = SearchJob(config, halves, mesh, workdir)
   state, finished = loop.run_or_resume(
       job, config,
@@ -130,12 +140,14 @@ def model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
       'search.batch_size': config.search.batch_size,
       'search.epochs': config.search.epochs,
       'search.seed': config.search.seed,
+      'search.seeds': config.search.get('seeds', 1),
   }
 
 
 # Fields added to `model_config` after checkpoints were written without
 # them: such a checkpoint resumes if the config keeps the value it implied.
-MODEL_CONFIG_DEFAULTS = {'model.space': 'darts_cnn', 'search.method': 'darts'}
+MODEL_CONFIG_DEFAULTS = {'model.space': 'darts_cnn', 'search.method': 'darts',
+                         'search.seeds': 1}
 
 
 def load_halves(config: ml_collections.ConfigDict) -> Halves:
@@ -146,18 +158,21 @@ def load_halves(config: ml_collections.ConfigDict) -> Halves:
 
 
 def search_batches(config: ml_collections.ConfigDict, halves: Halves,
-                   start: data_lib.Position = data_lib.Position()
-                   ) -> data_lib.SearchBatches:
-  """This process's rows of the search's ``(train, val)`` batch pairs."""
+                   start: data_lib.Position = data_lib.Position(), *,
+                   seed: int | None = None) -> data_lib.SearchBatches:
+  """This process's rows of the search's ``(train, val)`` batch pairs
+  (with ``seed``, those of a run with ``config.search.seed = seed``)."""
   return data_lib.SearchBatches(
       halves.weights_half, halves.alphas_half, config.search.batch_size,
-      seed=config.search.seed, augment=config.data.augment, start=start,
+      seed=config.search.seed if seed is None else seed, augment=config.data.augment, start=start,
       shard_index=jax.process_index(), shard_count=jax.process_count())
 
 
 def initial_state(config: ml_collections.ConfigDict, halves: Halves,
-                  num_steps: int) -> SearchState:
-  """A freshly initialised state (also the target a checkpoint restores to)."""
+                  num_steps: int, *, rng: jax.Array | None = None
+                  ) -> SearchState:
+  """A freshly initialised state (also the target a checkpoint restores to),
+  from ``rng`` (default ``PRNGKey(config.search.seed)``)."""
   space = spaces.get(config.model.space,
                      primitives=tuple(config.model.primitives),
                      num_nodes=config.model.num_nodes)
@@ -174,7 +189,8 @@ def initial_state(config: ml_collections.ConfigDict, halves: Halves,
   images = np.zeros((config.search.batch_size,)
                     + halves.weights_half.image_shape, np.float32)
   return create_search_state(
-      jax.random.PRNGKey(config.search.seed), model, images, method=method,
+      jax.random.PRNGKey(config.search.seed) if rng is None else rng, model,
+      images, method=method,
       task=tasks.get(config.get('task', 'classification')),
       hypergradient=config.search.hypergradient, weight_tx=weight_tx,
       weight_lr=weight_lr, arch_tx=arch_tx)

@@ -20,7 +20,13 @@ Everything a search or a retraining run writes lives in its workdir:
 * a retraining's ``genotype.json`` (the genotype trained),
   ``final_variables.msgpack`` (the trained ``{'params', 'batch_stats'}``,
   `flax.serialization.to_bytes`) and ``final_metrics.json``;
-* ``report/index.html``: the HTML report (`jaxdarts.viz.report`).
+* ``report/index.html``: the HTML report (`jaxdarts.viz.report`);
+* ``selection.json`` and ``select/``: the seeds ranked by a short retraining
+  of each (`jaxdarts.run.selection`);
+* a search of several seeds (``config.search.seeds``, `jaxdarts.run.seeds`)
+  writes each seed's files into ``seed_<i>/`` (:meth:`Workdir.seed`), as a
+  one-seed search's workdir; metrics named ``seed_<i>/NAME`` go to
+  ``seed_<i>/metrics.jsonl`` as ``NAME``.
 
 The runners, the plots and the report read and write these files through
 :class:`Workdir` only.
@@ -43,6 +49,7 @@ from jaxdarts.spaces.darts_cnn.genotype import Genotype
 PathLike = str | os.PathLike
 
 _EPOCH_FILE = re.compile(r'^epoch_(\d+)\.(npz|json|txt)$')
+_SEED_DIR = re.compile(r'^seed_(\d+)$')
 _FROM_RUN = 'it is written by a run into its workdir'
 
 
@@ -112,15 +119,27 @@ class Workdir:
 
   def append_metrics(self, step: int, epoch: int,
                      values: dict[str, float]) -> None:
-    """Appends one ``metrics.jsonl`` line ``{step, epoch, **values}``."""
+    """Appends one ``metrics.jsonl`` line ``{step, epoch, **values}``.
+
+    Values named ``seed_<i>/NAME`` go to ``seed_<i>/metrics.jsonl`` as
+    ``NAME`` instead (a search of several seeds).
+    """
+    own, seeds = _split_seeds(values)
+    for index, seed_values in sorted(seeds.items()):
+      self.seed(index).path.mkdir(parents=True, exist_ok=True)
+      self.seed(index).append_metrics(step, epoch, seed_values)
+    if seeds and not own:
+      return
     record = {'step': step, 'epoch': epoch,
-              **{k: float(v) for k, v in values.items()}}
+              **{k: float(v) for k, v in own.items()}}
     with open(self / 'metrics.jsonl', 'a', encoding='utf-8') as f:
       f.write(json.dumps(record) + '\n')
 
   def trim_metrics(self, step: int) -> None:
     """Drops the metrics lines of steps after ``step`` (redone on resume)
     and any line cut short by a kill."""
+    for seed in self.seeds():
+      seed.trim_metrics(step)
     path = self / 'metrics.jsonl'
     if not path.exists():
       return
@@ -163,6 +182,19 @@ class Workdir:
     return records
 
   # -- A search ---------------------------------------------------------------
+
+  def seed(self, index: int) -> Workdir:
+    """The workdir of seed ``index`` of a several-seed search."""
+    return Workdir(self / f'seed_{index}', self.genotype_type)
+
+  def seeds(self) -> list[Workdir]:
+    """The ``seed_<i>/`` workdirs present, by seed index (none for a
+    one-seed run)."""
+    if not self.path.is_dir():
+      return []
+    found = sorted(int(m.group(1)) for p in self.path.iterdir()
+                   if p.is_dir() and (m := _SEED_DIR.match(p.name)))
+    return [self.seed(i) for i in found]
 
   def write_epoch(self, epoch: int, genotype: Any,
                   weights: dict[str, Any], primitives: tuple[str, ...]) -> None:
@@ -273,6 +305,18 @@ class Workdir:
     path = self / 'early_stop.json'
     return json.loads(path.read_text()) if path.is_file() else None
 
+  def write_selection(self, selection: dict[str, Any]) -> None:
+    """``selection.json``: the seeds ranked by a short retraining
+    (`jaxdarts.run.selection`)."""
+    self.path.mkdir(parents=True, exist_ok=True)
+    (self / 'selection.json').write_text(json.dumps(selection, indent=2)
+                                         + '\n')
+
+  def selection(self) -> dict[str, Any] | None:
+    """``selection.json``, or None if no selection was run."""
+    path = self / 'selection.json'
+    return json.loads(path.read_text()) if path.is_file() else None
+
   # -- A retraining ------------------------------------------------------------
 
   def write_final(self, variables_bytes: bytes,
@@ -297,6 +341,20 @@ def _number(value: Any) -> float | None:
     return None
   value = float(value)
   return value if math.isfinite(value) else None
+
+
+def _split_seeds(values: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+  """``values`` without the ``seed_<i>/NAME`` ones, and those by seed."""
+  own, seeds = {}, {}
+  for name, value in values.items():
+    prefix, _, rest = name.partition('/')
+    match = _SEED_DIR.match(prefix) if rest else None
+    if match:
+      seeds.setdefault(int(match.group(1)), {})[rest] = value
+    else:
+      own[name] = value
+  return own, seeds
 
 
 def _epoch_files(directory: Path, suffix: str) -> dict[int, Path]:

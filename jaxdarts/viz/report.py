@@ -24,6 +24,12 @@ cifar_search.py``) wrote into its workdir:
 A missing or unreadable part is stated in the page where it would have been;
 only a workdir without any genotype is an error. Every text taken from the
 workdir is HTML-escaped.
+
+The workdir of a search of several seeds (``seed_<i>/``, `jaxdarts.run.
+seeds`) opens with the seeds side by side and how often each edge and op
+was chosen across them (`jaxdarts.viz.seeds`); the genotype, cells, history,
+alphas and curves are then those of the kept seed (``selection.json``) or
+seed 0.
 """
 
 from __future__ import annotations
@@ -148,18 +154,24 @@ def write_report(workdir: PathLike) -> Path:
     ValueError: if the final genotype's file is malformed.
   """
   workdir = Workdir(workdir)
-  genotype, origin = workdir.genotype()
+  shown, seeds_part = workdir, []  # With several seeds: one seed's parts.
+  if workdir.seeds():
+    from jaxdarts.viz import seeds  # pylint: disable=g-import-not-at-top
+    shown, _ = seeds.shown_seed(workdir)
+    seeds_part = [functools.partial(seeds.section, workdir)]
+  genotype, origin = shown.genotype()
   config, config_error = _read_config(workdir)
   with tempfile.TemporaryDirectory(prefix='jaxdarts_report_') as tmp:
     images = Path(tmp)
     sections = [
+        *(part(images) for part in seeds_part),
         _genotype_section(genotype, origin),
         _size_section(genotype),
         _cells_section(genotype, images),
-        _history_section(workdir, config),
-        _alphas_section(workdir, images),
-        _health_section(workdir, images),
-        _metrics_section(workdir, images),
+        _history_section(shown, config),
+        _alphas_section(shown, images),
+        _health_section(shown, images),
+        _metrics_section(shown, images),
         _config_section(config, config_error),
     ]
   path = workdir / REPORT_DIR / REPORT_FILE
