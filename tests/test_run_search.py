@@ -361,7 +361,9 @@ def test_early_stop_ends_the_search_with_the_stop_epochs_genotype(
   assert sorted(eigen) == [0, 1]
   ratio = [r['early_stop_ratio'] for r in lines if 'early_stop_ratio' in r]
   np.testing.assert_allclose(ratio, [eigen[1] / eigen[0]], rtol=1e-6)
-  assert any('normal_param_free_ops' in r for r in lines)
+  ends = [r for r in lines if 'supernet_val_loss' in r]  # One line an epoch,
+  assert [r['epoch'] for r in ends] == [0, 1]  # with the health signals.
+  assert all('normal_param_free_ops' in r for r in ends)
   with caplog.at_level(logging.INFO, logger='jaxdarts.run'):
     again = search.run_search(config, tmp_path)
   assert 'already finished' in caplog.text

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -98,17 +98,18 @@ class SearchHealth:
     return value
 
   def end_epoch(self, state, epoch: int, genotype: Any,
-                strengths: dict[str, Any] | None,
-                record: Callable[[dict[str, float]], None]
-                ) -> early_stop.Decision | None:
-    """Records the epoch's signals; returns the decision if the rule stops.
+                strengths: dict[str, Any] | None
+                ) -> tuple[dict[str, float], early_stop.Decision | None]:
+    """The epoch's health values, and the decision if the rule stops.
 
     Args:
       state: the state at the end of ``epoch``.
       epoch: 0-based.
       genotype: derived at the end of ``epoch``.
       strengths: the method's op weights (None: no entropy or margins).
-      record: appends values to the epoch-end metrics.
+
+    Returns:
+      ``(values for the epoch-end metrics, the stop decision or None)``.
     """
     values = signals.architecture_signals(strengths or {}, genotype)
     decision = None
@@ -120,15 +121,14 @@ class SearchHealth:
         decision = early_stop.decide(self.evaluations, self.rule)
         if decision.ratio is not None:
           values[RATIO] = decision.ratio
-    record(values)
     if decision is not None and decision.stop:
       logger.warning(
           'DARTS-ES: the eigenvalue\'s local average grew %.3gx (> %g) in %d '
           'evaluations: stopping at epoch %d, keeping the genotype of epoch '
           '%d.', decision.ratio, self.rule.factor, self.rule.delta,
           epoch + 1, decision.stop_epoch)
-      return decision
-    return None
+      return values, decision
+    return values, None
 
   def stop_genotype(self, stop_epoch: int) -> Any:
     """The genotype of ``stop_epoch`` (kept in memory, else the file)."""

@@ -275,10 +275,10 @@ class SearchJob:
     """Evaluates the supernet and writes the epoch's outputs."""
     results = evaluate(state, self.halves.alphas_half,
                        self.config.search.batch_size, self.mesh)
-    record({f'supernet_val_{k}': v for k, v in results.items()})
     genotype = state.genotype()
     strengths = state.method.strengths(jax.device_get(state.alphas))
-    decision = self.health.end_epoch(state, epoch, genotype, strengths, record)
+    health, decision = self.health.end_epoch(state, epoch, genotype, strengths)
+    record({**{f'supernet_val_{k}': v for k, v in results.items()}, **health})
     if decision is not None:
       self.stop = {'epoch': epoch, 'stop_epoch': decision.stop_epoch,
                    'ratio': decision.ratio,

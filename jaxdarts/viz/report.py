@@ -372,6 +372,12 @@ def _health_section(workdir: Workdir, images: Path) -> str:
            'top-2 margin.</p>']
   if stop := _early_stop(workdir):
     parts.append(_note(stop))
+  try:
+    recorded = bool(health.health_series(workdir.path))
+  except _PART_ERRORS:
+    recorded = False
+  if not recorded:  # A run from before health was logged: nothing missing.
+    return _section(title, '<p>No health signals in metrics.jsonl.</p>')
   draw = functools.partial(health.plot_health, workdir.path)
   parts.append(_figure(draw, images / 'health.png', 'search health'))
   return _section(title, *parts)
