@@ -127,6 +127,31 @@ def check_search_step(method: str, with_pmap: bool) -> None:
   assert_close('mesh metrics', metrics, want_metrics)
 
 
+def check_seeds_step() -> None:
+  """Two seeds' vmapped mesh step equals their single-device step, and
+  seed 1's slice equals its own unbatched step."""
+  from jaxdarts.core import seeds  # pylint: disable=g-import-not-at-top
+  shape = (8, 8, 8, 3)
+  keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+  make = lambda key: jaxdarts.create_search_state(
+      key, MicroSupernet(), np.zeros(shape, np.float32), num_steps=10)
+  states = seeds.stack_states(make, keys)
+  stacked = [jax.tree.map(lambda *xs: jnp.stack(xs), random_batch(2 * i),
+                          random_batch(2 * i + 1)) for i in (1, 2)]
+  want, want_metrics = seeds.seeds_search_step(_copy(states), *stacked)
+  mesh = parallel.make_mesh()
+  meshed, metrics = seeds.mesh_seeds_step(
+      parallel.mesh_replicate(states, mesh),
+      *(seeds.mesh_shard_seeds(b, mesh) for b in stacked), mesh=mesh)
+  assert_close('seeds mesh state', meshed, want)
+  assert_close('seeds mesh metrics', metrics, want_metrics)
+  one, one_metrics = jaxdarts.search_step(
+      make(keys[1]), *(jax.tree.map(lambda x: x[1], b) for b in stacked))
+  assert_close('seed 1 alone', want.seed(1), one)
+  assert_close('seed 1 metrics', {k: want_metrics[f'seed_1/{k}']
+                                  for k in one_metrics}, one_metrics)
+
+
 def check_train_step() -> None:
   """One pmapped and one mesh retraining step equal the single-device one."""
   batch = random_batch(3, batch=8)
@@ -190,7 +215,8 @@ def checks(out: Path) -> None:
   named = [(f'search_step/{m}',
             lambda m=m: check_search_step(m, with_pmap=m == METHODS[0]))
            for m in METHODS]
-  named += [('train_step', check_train_step),
+  named += [('seeds_step', check_seeds_step),
+            ('train_step', check_train_step),
             ('refused', lambda: check_indivisible_batch_is_refused(out)),
             ('search', lambda: run_search(out / 'search'))]
   for name, check in named:

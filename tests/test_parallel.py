@@ -119,6 +119,11 @@ def test_pmap_and_mesh_train_steps_equal_one_device(runs):
   assert_check(runs.report, 'train_step')
 
 
+def test_seeds_step_on_4_devices_equals_one_device(runs):
+  """Several seeds: the batch split over devices, the seed axis replicated."""
+  assert_check(runs.report, 'seeds_step')
+
+
 def test_runs_refuse_an_indivisible_batch_before_compiling(runs):
   assert_check(runs.report, 'refused')
 
