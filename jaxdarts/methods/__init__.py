@@ -12,6 +12,10 @@ from typing import Any
 
 from jaxdarts.methods.base import Method
 from jaxdarts.methods.darts import DARTS
+from jaxdarts.methods.beta_darts import BetaDARTS
+from jaxdarts.methods.drnas import DrNAS
+from jaxdarts.methods.fair_darts import FairDARTS
+from jaxdarts.methods.sdarts import SDARTSAdversarial, SDARTSRandom
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -23,6 +27,8 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 for _cls in (DARTS,):
+  register(_cls)
+for _cls in (FairDARTS, BetaDARTS, SDARTSRandom, SDARTSAdversarial, DrNAS):
   register(_cls)
 
 
