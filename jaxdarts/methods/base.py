@@ -140,9 +140,20 @@ def _softmax64(alphas: Any) -> np.ndarray:
   return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def mean_entropy(weights: dict[str, jax.Array]) -> jax.Array:
+def op_weights(cell_weights: Any) -> jax.Array:
+  """The ``[edges, ops]`` op weights of one cell type's mixing weights: the
+  array itself, or the ``'ops'`` entry of a method's dict of per-edge
+  arrays (PC-DARTS adds edge weights, DARTS- an auxiliary skip weight)."""
+  if isinstance(cell_weights, dict):
+    return cell_weights['ops']
+  return cell_weights
+
+
+def mean_entropy(weights: dict[str, Any]) -> jax.Array:
   """Mean over every edge of the entropy of its op weights, normalised to
   sum to one (so sigmoid or unnormalised weights are measured alike)."""
+  leaves = jax.tree.leaves(
+      weights, is_leaf=lambda x: isinstance(x, dict) and 'ops' in x)
   entropies = [jax.scipy.special.entr(w / w.sum(-1, keepdims=True)).sum(-1)
-               for w in jax.tree.leaves(weights)]
+               for w in map(op_weights, leaves)]
   return jnp.mean(jnp.concatenate([e.reshape(-1) for e in entropies]))
