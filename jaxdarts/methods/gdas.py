@@ -66,7 +66,7 @@ class SampledOp(nn.Module):
                           bn_axis_name=self.bn_axis_name,
                           depthwise=self.depthwise, parent=module,
                           name=name)(x)[name]
-        return weights[k].astype(x.dtype) * out
+        return (weights[k].astype(out.dtype) * out).astype(x.dtype)
       return run
 
     branches = [branch(name, k) for k, name in enumerate(self.primitives)]
