@@ -47,7 +47,7 @@ def test_only_c_over_k_channels_reach_the_ops_the_rest_bypass(stride):
   x = jnp.asarray(rng.normal(size=(2, 4, 4, 8)), jnp.float32)
   module = pc_darts.PartialChannelMixedOp(PRIMITIVES, 8, stride, True, k=4)
   weights = {'ops': jnp.asarray([0.1, 0.2, 0.3, 0.4]),
-             'edge': jnp.asarray(0.7)}
+             'edge': jnp.asarray(0.5)}  # A power of 2: exact
   variables = jax.jit(module.init)(jax.random.key(0), x, weights)
   mixed = MixedOp(PRIMITIVES, 2, stride, True)
 
@@ -60,16 +60,15 @@ def test_only_c_over_k_channels_reach_the_ops_the_rest_bypass(stride):
                         mutable=['batch_stats'])[0])
 
   got, want = outputs(x)
-  y = _unshuffle(np.asarray(got) / 0.7, 4)
+  y = _unshuffle(np.asarray(got) / 0.5, 4)
   # The candidates see channels [0, 2) only, through DARTS's mixed op.
   np.testing.assert_allclose(y[..., :2], want, rtol=1e-5, atol=1e-5)
   # The others bypass them: exactly the input, or its 2x2 max-pool.
   bypass = np.asarray(x[..., 2:])
   np.testing.assert_array_equal(
-      y[..., 2:] * 0.7, (bypass if stride == 1 else _max_pool_2x2(bypass))
-      * np.float32(0.7))
+      y[..., 2:], bypass if stride == 1 else _max_pool_2x2(bypass))
   # Changing the bypassed channels leaves the mixed part as it was.
-  z = _unshuffle(np.asarray(outputs(x.at[..., 2:].add(5.0))[0]) / 0.7, 4)
+  z = _unshuffle(np.asarray(outputs(x.at[..., 2:].add(5.0))[0]) / 0.5, 4)
   np.testing.assert_array_equal(z[..., :2], y[..., :2])
 
 
