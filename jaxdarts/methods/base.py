@@ -69,6 +69,11 @@ class Method:
             step: jax.Array | int = 0) -> PyTree:
     """Mixing weights ``{cell type: [edges, ops]}`` for the supernet.
 
+    A method whose edge module takes more than op weights gives, per cell
+    type, a dict of per-edge arrays with the op weights under ``'ops'``
+    (``{'ops': [edges, ops], 'edge': [edges]}`` for PC-DARTS); see
+    :func:`op_weights`.
+
     Args:
       arch: the architecture parameters.
       rng: a key for methods that sample; None asks for the deterministic
@@ -107,11 +112,12 @@ class Method:
 
     The class is built as ``cls(primitives, channels, stride, train,
     bn_axis_name, depthwise, **fields)`` and called as ``(x, weights)``
-    with one edge's ``[ops]`` weights. A class attribute ``vmappable =
-    False`` makes the cell build one module per edge instead of mapping
-    the edges that read the same state with ``nn.vmap`` (needed when an
-    edge branches on its weights, which ``vmap`` would turn into computing
-    every branch).
+    with one edge's ``[ops]`` weights (its slice of each per-edge array
+    when ``relax`` gives a dict per cell type). A class attribute
+    ``vmappable = False`` makes the cell build one module per edge instead
+    of mapping the edges that read the same state with ``nn.vmap`` (needed
+    when an edge branches on its weights, which ``vmap`` would turn into
+    computing every branch).
     """
     return None
 
