@@ -9,6 +9,8 @@ override any field with ``--config.FIELD=VALUE``, e.g.
 * ``digits``: a small search on scikit-learn's 8x8 digits, offline, a few
   minutes on a CPU.
 * ``tiny``: a smoke test (and the tests' config).
+* ``pc_darts``, ``gdas``, ``darts_minus``: those methods' CIFAR-10
+  searches, with their papers' hyperparameters.
 
 Wall times on the development CPU are in ``benchmarks/RESULTS.md``.
 """
@@ -68,6 +70,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Independent searches run together as one vmapped program; seed i uses
   # the seed `seed + i` and writes workdir/seed_<i>/ (jaxdarts.run.seeds).
   config.search.seeds = 1
+  # Epochs at the start during which the alphas stay fixed (PC-DARTS: 15).
+  config.search.arch_warmup_epochs = 0
 
   # The method's options (fields of its class), e.g. a temperature range.
   config.method = ml_collections.ConfigDict()
@@ -181,8 +185,90 @@ def tiny() -> ml_collections.ConfigDict:
   return config
 
 
+def pc_darts() -> ml_collections.ConfigDict:
+  """PC-DARTS's CIFAR-10 search (Xu et al., ICLR 2020; the official
+  ``train_search.py`` of github.com/yuhuixu1993/PC-DARTS).
+
+  Partial channels with K = 4 and edge normalisation
+  (`jaxdarts.methods.pc_darts`); batch 256, SGD learning rate 0.1
+  cosine-annealed to 1e-3, momentum 0.9, weight decay 3e-4; Adam 6e-4,
+  betas (0.5, 0.999), weight decay 1e-3 on the alphas and betas; 50
+  epochs, the architecture frozen for the first 15::
+
+    python experiments/cifar_search.py \\
+      --config=experiments/configs/search.py:pc_darts --workdir=DIR
+
+  The paper reports 0.1 GPU-days and 2.57 +- 0.07 % retrained test error.
+  Add ``--config.data.name=digits`` for a run on the embedded digits.
+  """
+  config = base_config()
+  config.search.method = 'pc_darts'
+  config.method.k = 4
+  config.search.batch_size = 256
+  config.search.epochs = 50
+  config.search.arch_warmup_epochs = 15
+  config.optimizer.weight_lr = 0.1
+  config.optimizer.weight_min_lr = 1e-3
+  config.optimizer.arch_lr = 6e-4
+  config.optimizer.arch_betas = (0.5, 0.999)
+  config.optimizer.arch_weight_decay = 1e-3
+  return config
+
+
+def gdas() -> ml_collections.ConfigDict:
+  """GDAS's CIFAR-10 search in the DARTS space (Dong and Yang, CVPR 2019;
+  github.com/D-X-Y/AutoDL-Projects, ``configs/search-opts/
+  GDAS-NASNet-CIFAR.config`` and its search script's flags).
+
+  One Gumbel-sampled op per edge (`jaxdarts.methods.gdas`), the
+  temperature linear from 10 to 0.1; batch 256, SGD learning rate 0.025
+  cosine-annealed to 1e-3, momentum 0.9, weight decay 5e-4 (the official
+  config also uses Nesterov momentum, which this optimizer does not), 250
+  epochs; Adam 3e-4, betas (0.5, 0.999), weight decay 1e-3 on the alphas;
+  first-order hypergradients only::
+
+    python experiments/cifar_search.py \\
+      --config=experiments/configs/search.py:gdas --workdir=DIR
+
+  The paper reports 0.21 GPU-days and 2.93 % retrained test error.
+  """
+  config = base_config()
+  config.search.method = 'gdas'
+  config.method.tau_max = 10.0
+  config.method.tau_min = 0.1
+  config.search.batch_size = 256
+  config.search.epochs = 250
+  config.optimizer.weight_lr = 0.025
+  config.optimizer.weight_min_lr = 1e-3
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.arch_lr = 3e-4
+  config.optimizer.arch_betas = (0.5, 0.999)
+  config.optimizer.arch_weight_decay = 1e-3
+  return config
+
+
+def darts_minus() -> ml_collections.ConfigDict:
+  """DARTS-'s CIFAR-10 search (Chu et al., ICLR 2021; the official
+  ``scripts/run_darts_minus.sh`` of github.com/Meituan-AutoML/DARTS-).
+
+  DARTS's first-order search (`first_order`: 50 epochs, batch 64, ...)
+  with an auxiliary skip connection on every edge whose weight decays
+  linearly from 1 to 0 (`jaxdarts.methods.darts_minus`)::
+
+    python experiments/cifar_search.py \\
+      --config=experiments/configs/search.py:darts_minus --workdir=DIR
+
+  The paper reports 2.59 +- 0.08 % retrained test error (0.4 GPU-days).
+  """
+  config = base_config()
+  config.search.method = 'darts_minus'
+  config.method.beta_0 = 1.0
+  return config
+
+
 _PRESETS = {'first_order': first_order, 'second_order': second_order,
             'digits': digits, 'tiny': tiny}
+_PRESETS.update(pc_darts=pc_darts, gdas=gdas, darts_minus=darts_minus)
 PRESETS = tuple(_PRESETS)
 
 

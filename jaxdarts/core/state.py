@@ -91,10 +91,24 @@ def default_weight_optimizer(num_steps: int, *, learning_rate: float = 0.025,
 
 
 def default_arch_optimizer(*, learning_rate: float = 3e-4, b1: float = 0.5,
-                           b2: float = 0.999, weight_decay: float = 1e-3):
-  """The paper's alpha optimizer: Adam(3e-4, betas (0.5, 0.999)), L2 1e-3."""
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.adam(learning_rate, b1=b1, b2=b2))
+                           b2: float = 0.999, weight_decay: float = 1e-3,
+                           warmup_steps: int = 0):
+  """The paper's alpha optimizer: Adam(3e-4, betas (0.5, 0.999)), L2 1e-3.
+
+  Args:
+    warmup_steps: leave the architecture unchanged for this many steps
+      (PC-DARTS trains only the weights for its first 15 epochs): the
+      update is zero and Adam's state waits, so step ``warmup_steps`` is
+      Adam's first. A count in the optimizer state decides, inside the
+      compiled step (``optax.transforms.conditionally_mask``), so the step
+      compiles once.
+  """
+  tx = optax.chain(optax.add_decayed_weights(weight_decay),
+                   optax.adam(learning_rate, b1=b1, b2=b2))
+  if warmup_steps > 0:
+    tx = optax.transforms.conditionally_mask(
+        tx, lambda count: count >= warmup_steps)
+  return tx
 
 
 def run_once(fn: Callable, *args, **jit_kwargs):

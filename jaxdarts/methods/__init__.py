@@ -31,6 +31,13 @@ for _cls in (DARTS,):
 for _cls in (FairDARTS, BetaDARTS, SDARTSRandom, SDARTSAdversarial, DrNAS):
   register(_cls)
 
+from jaxdarts.methods.darts_minus import DARTSMinus  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxdarts.methods.gdas import GDAS  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxdarts.methods.pc_darts import PCDARTS  # pylint: disable=g-import-not-at-top,wrong-import-position
+register(PCDARTS)
+register(GDAS)
+register(DARTSMinus)
+
 
 def get(name: str, **options: Any) -> Method:
   """The method ``name`` configured with ``options``.

@@ -69,6 +69,11 @@ class Method:
             step: jax.Array | int = 0) -> PyTree:
     """Mixing weights ``{cell type: [edges, ops]}`` for the supernet.
 
+    A method whose edge module takes more than op weights gives, per cell
+    type, a dict of per-edge arrays with the op weights under ``'ops'``
+    (``{'ops': [edges, ops], 'edge': [edges]}`` for PC-DARTS); see
+    :func:`op_weights`.
+
     Args:
       arch: the architecture parameters.
       rng: a key for methods that sample; None asks for the deterministic
@@ -107,11 +112,12 @@ class Method:
 
     The class is built as ``cls(primitives, channels, stride, train,
     bn_axis_name, depthwise, **fields)`` and called as ``(x, weights)``
-    with one edge's ``[ops]`` weights. A class attribute ``vmappable =
-    False`` makes the cell build one module per edge instead of mapping
-    the edges that read the same state with ``nn.vmap`` (needed when an
-    edge branches on its weights, which ``vmap`` would turn into computing
-    every branch).
+    with one edge's ``[ops]`` weights (its slice of each per-edge array
+    when ``relax`` gives a dict per cell type). A class attribute
+    ``vmappable = False`` makes the cell build one module per edge instead
+    of mapping the edges that read the same state with ``nn.vmap`` (needed
+    when an edge branches on its weights, which ``vmap`` would turn into
+    computing every branch).
     """
     return None
 
@@ -140,9 +146,20 @@ def _softmax64(alphas: Any) -> np.ndarray:
   return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def mean_entropy(weights: dict[str, jax.Array]) -> jax.Array:
+def op_weights(cell_weights: Any) -> jax.Array:
+  """The ``[edges, ops]`` op weights of one cell type's mixing weights: the
+  array itself, or the ``'ops'`` entry of a method's dict of per-edge
+  arrays (PC-DARTS adds edge weights, DARTS- an auxiliary skip weight)."""
+  if isinstance(cell_weights, dict):
+    return cell_weights['ops']
+  return cell_weights
+
+
+def mean_entropy(weights: dict[str, Any]) -> jax.Array:
   """Mean over every edge of the entropy of its op weights, normalised to
   sum to one (so sigmoid or unnormalised weights are measured alike)."""
+  leaves = jax.tree.leaves(
+      weights, is_leaf=lambda x: isinstance(x, dict) and 'ops' in x)
   entropies = [jax.scipy.special.entr(w / w.sum(-1, keepdims=True)).sum(-1)
-               for w in jax.tree.leaves(weights)]
+               for w in map(op_weights, leaves)]
   return jnp.mean(jnp.concatenate([e.reshape(-1) for e in entropies]))

@@ -141,13 +141,14 @@ def model_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
       'search.epochs': config.search.epochs,
       'search.seed': config.search.seed,
       'search.seeds': config.search.get('seeds', 1),
+      'search.arch_warmup_epochs': config.search.get('arch_warmup_epochs', 0),
   }
 
 
 # Fields added to `model_config` after checkpoints were written without
 # them: such a checkpoint resumes if the config keeps the value it implied.
 MODEL_CONFIG_DEFAULTS = {'model.space': 'darts_cnn', 'search.method': 'darts',
-                         'search.seeds': 1}
+                         'search.seeds': 1, 'search.arch_warmup_epochs': 0}
 
 
 def load_halves(config: ml_collections.ConfigDict) -> Halves:
@@ -182,8 +183,10 @@ def initial_state(config: ml_collections.ConfigDict, halves: Halves,
       remat_cells=config.model.remat_cells,
       compute_dtype=jnp.dtype(config.model.compute_dtype),
       depthwise=config.model.depthwise or None)
-  weight_tx, weight_lr, arch_tx = _optimizers(num_steps,
-                                              _hashable(config.optimizer))
+  warmup = config.search.get('arch_warmup_epochs', 0) * (
+      num_steps // config.search.epochs)
+  weight_tx, weight_lr, arch_tx = _optimizers(
+      num_steps, _hashable(config.optimizer), warmup)
   method = methods.get(config.search.method, num_steps=num_steps,
                        **config.get('method', {}))
   images = np.zeros((config.search.batch_size,)
@@ -202,8 +205,10 @@ def _hashable(fields: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
 
 
 @functools.lru_cache(maxsize=16)
-def _optimizers(num_steps: int, fields: tuple[tuple[str, Any], ...]):
-  """``(weight_tx, weight_lr, arch_tx)`` of the config's optimizer fields.
+def _optimizers(num_steps: int, fields: tuple[tuple[str, Any], ...],
+                arch_warmup_steps: int = 0):
+  """``(weight_tx, weight_lr, arch_tx)`` of the config's optimizer fields;
+  the alphas stay fixed for ``arch_warmup_steps``.
 
   Memoised: the optimizers are static fields of the state, so equal
   objects let a second run in the same process reuse the compiled step.
@@ -215,7 +220,8 @@ def _optimizers(num_steps: int, fields: tuple[tuple[str, Any], ...]):
       weight_decay=opt['weight_decay'], grad_clip=opt['grad_clip'] or None)
   b1, b2 = opt['arch_betas']
   arch_tx = default_arch_optimizer(learning_rate=opt['arch_lr'], b1=b1, b2=b2,
-                                   weight_decay=opt['arch_weight_decay'])
+                                   weight_decay=opt['arch_weight_decay'],
+                                   warmup_steps=arch_warmup_steps)
   return weight_tx, weight_lr, arch_tx
 
 

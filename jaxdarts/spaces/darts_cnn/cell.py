@@ -7,6 +7,11 @@ mixed operation is :class:`MixedOp`, ``sum_k w_k op_k(x)`` with the edge's
 row of the mixing weights, unless the search method brings its own edge
 module (``edge``; see :meth:`jaxdarts.methods.base.Method.edge`).
 
+A cell type's mixing weights are an ``[edges, ops]`` array, or a pytree
+whose every leaf has a leading edge axis (such as ``{'ops': [edges, ops],
+'edge': [edges]}``, for a method whose edge module also takes a per-edge
+weight); each edge module receives its edge's slice of every leaf.
+
 Inside a cell, the edges that read the same state are one ``nn.vmap`` over a
 stacked edge axis: the input is shared, the weights of each edge are stacked
 along a leading axis. A cell is then ``num_nodes + 1`` vectorised mixed ops
@@ -21,6 +26,7 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxdarts.spaces.darts_cnn import ops
@@ -45,6 +51,12 @@ class MixedOp(nn.Module):
     # 'none' has no output: it contributes w_none * 0.
     return sum(weights[k].astype(outs[name].dtype) * outs[name]
                for k, name in enumerate(self.primitives) if name in outs)
+
+
+def _edges(weights, index):
+  """The mixing weights of the edges ``index`` (an int or an index array):
+  ``weights[index]`` of an array, of every leaf of a pytree."""
+  return jax.tree.map(lambda w: w[index], weights)
 
 
 class SearchCell(nn.Module):
@@ -88,7 +100,8 @@ class SearchCell(nn.Module):
 
     Args:
       s0, s1: the outputs of the two previous cells.
-      weights: the mixing weights of this cell type, ``[edges, ops]``.
+      weights: the mixing weights of this cell type, ``[edges, ops]`` (or
+        a pytree of per-edge leaves; see the module docstring).
       train: BatchNorm on batch statistics.
       preprocessed: ``s0`` and ``s1`` are already the preprocessors'
         outputs (``[N, H, W, C]``) and only the DAG of edges runs.
@@ -118,7 +131,7 @@ class SearchCell(nn.Module):
           self._make_edge(train, 2 if self.reduction and src < 2 else 1,
                           f'edge_{node}_{src}')(
                               states[src],
-                              weights[space.edge_offset(node) + src])
+                              _edges(weights, space.edge_offset(node) + src))
           for src in range(2 + node)))
     return states
 
@@ -131,7 +144,7 @@ class SearchCell(nn.Module):
     from_inputs = [[space.edge_offset(i) + src for i in range(n)]
                    for src in (0, 1)]
     outs = edges((2, n), 2 if self.reduction else 1, 'edges_from_inputs')(
-        jnp.stack([s0, s1]), weights[jnp.array(from_inputs)])
+        jnp.stack([s0, s1]), _edges(weights, jnp.array(from_inputs)))
     node_inputs = [[outs[0, i], outs[1, i]] for i in range(n)]
     states = [s0, s1, sum(node_inputs[0])]
     for src in range(2, n + 1):
@@ -139,7 +152,7 @@ class SearchCell(nn.Module):
       nodes = range(src - 1, n)
       ids = [space.edge_offset(i) + src for i in nodes]
       outs = edges((len(ids),), 1, f'edges_from_{src}')(
-          states[src], weights[jnp.array(ids)])
+          states[src], _edges(weights, jnp.array(ids)))
       for k, node in enumerate(nodes):
         node_inputs[node].append(outs[k])
       states.append(sum(node_inputs[src - 1]))
