@@ -45,6 +45,7 @@ from jaxdarts import data as data_lib
 from jaxdarts import methods
 from jaxdarts import spaces
 from jaxdarts import tasks
+from jaxdarts.cost import search as budget_lib
 from jaxdarts.core import parallel
 from jaxdarts.core.state import (SearchState, create_search_state,
                                  default_arch_optimizer,
@@ -102,7 +103,8 @@ def run_search(config: ml_collections.ConfigDict,
   job = SearchJob(config, halves, mesh, workdir)
   state, finished = loop.run_or_resume(
       job, config,
-      functools.partial(initial_state, config, halves, job.num_steps), mesh,
+      functools.partial(initial_state, config, halves, job.num_steps,
+                        workdir=workdir.path), mesh,
       model_config=model_config(config),
       model_config_defaults=MODEL_CONFIG_DEFAULTS)
   return SearchResult(state, state.genotype(), finished)
@@ -152,8 +154,12 @@ def search_batches(config: ml_collections.ConfigDict, halves: Halves,
 
 
 def initial_state(config: ml_collections.ConfigDict, halves: Halves,
-                  num_steps: int) -> SearchState:
-  """A freshly initialised state (also the target a checkpoint restores to)."""
+                  num_steps: int, *, workdir=None) -> SearchState:
+  """A freshly initialised state (also the target a checkpoint restores to).
+
+  With a budget (``config.search.budget``), the method is wrapped by
+  `jaxdarts.cost.search.wrap` (its latency table in ``workdir``).
+  """
   space = spaces.get(config.model.space,
                      primitives=tuple(config.model.primitives),
                      num_nodes=config.model.num_nodes)
@@ -167,6 +173,9 @@ def initial_state(config: ml_collections.ConfigDict, halves: Halves,
                                               _hashable(config.optimizer))
   method = methods.get(config.search.method, num_steps=num_steps,
                        **config.get('method', {}))
+  method = budget_lib.wrap(config, method, space,
+                           halves.weights_half.image_shape,
+                           halves.weights_half.num_classes, workdir)
   images = np.zeros((config.search.batch_size,)
                     + halves.weights_half.image_shape, np.float32)
   return create_search_state(
@@ -243,7 +252,8 @@ class SearchJob:
     """Evaluates the supernet and writes the epoch's outputs."""
     results = evaluate(state, self.halves.alphas_half,
                        self.config.search.batch_size, self.mesh)
-    record({f'supernet_val_{k}': v for k, v in results.items()})
+    costs = budget_lib.epoch_costs(state)  # {} without a budget.
+    record({**{f'supernet_val_{k}': v for k, v in results.items()}, **costs})
     genotype = state.genotype()
     if loop.is_writer():
       # On the host: only process 0 gets here, so nothing may run on the mesh.
@@ -260,6 +270,9 @@ class SearchJob:
     logger.info('epoch %d/%d done: supernet val %s; genotype %s', epoch + 1,
                 self.epochs, ', '.join(f'{k} {v:.4f}'
                                        for k, v in results.items()), change)
+    if costs:
+      logger.info('cost: %s', ', '.join(f'{k} {v:.6g}'
+                                         for k, v in sorted(costs.items())))
 
 
 def _draw(genotype, directory) -> None:
