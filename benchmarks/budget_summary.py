@@ -15,6 +15,9 @@ def main(out: str) -> None:
   print('|---|---|---|---|---|---|')
   for run, budget in RUNS:
     workdir = Workdir(Path(out) / run)
+    if not (workdir / 'genotype.json').exists():
+      print(f'| {budget} | (not run) | | | | |')
+      continue
     last = [r for r in workdir.metrics() if 'derived_macs' in r][-1]
     genotype, _ = workdir.genotype()
     final = Workdir(Path(out) / run / 'train').final_metrics() or {}

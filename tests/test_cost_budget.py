@@ -197,20 +197,46 @@ def test_an_unreachable_budget_names_the_cheapest_cost():
                         limit=cheapest - 1)
 
 
-def test_latency_table_is_cached_and_keyed(tmp_path):
-  path = tmp_path / 'latency.json'
+def test_latency_table_sums_pieces_less_dispatch(tmp_path):
+  """A table read from a file: every piece 1 ms, every dispatch 0.25 ms."""
   geometry = table_lib.Geometry((4, 4, 1), 2, channels=2, layers=3, batch=2)
-  space = SearchSpace(('none', 'skip_connect'), num_nodes=1)
+  space = SearchSpace(('none', 'skip_connect', 'max_pool_3x3'), num_nodes=1)
+  latency = latency_lib.LatencyTable(tmp_path / 'latency.json')
+  # The edges' inputs: cell 0 (normal, C=2) at 4x4; cell 1 (reduce, C=4)
+  # at 4x4 from its inputs (stride 2), then 2x2; cell 2 (reduce, C=8) at
+  # 2x2, then 1x1.
+  edges = [((4, 4, 2), 1), ((4, 4, 4), 2), ((2, 2, 4), 1), ((2, 2, 8), 2),
+           ((1, 1, 8), 1)]
+  pieces = table_lib.fixed_pieces(geometry, space) + [
+      table_lib.op_piece(op, shape, stride) for op in space.primitives[1:]
+      for shape, stride in edges]
+  for piece in pieces:
+    latency.entries[latency.key(piece.key, 2)] = 1.
+    latency.entries[latency.key(
+        f'dispatch|{"x".join(map(str, piece.shape))}', 2)] = 0.25
+  latency.entries[latency.key('dispatch|4x4x1', 2)] = 0.25
+  table = latency_lib.measure_table(table_lib.build(geometry, space), latency)
+  assert latency.measured == 0
+  # Stem, 2 preprocessors in each of 3 cells, head; one dispatch.
+  assert table.fixed_cost('ms') == pytest.approx(8 * 0.75 + 0.25)
+  edges = table.edge_costs('ms')  # 1 normal cell, 2 reduction cells.
+  np.testing.assert_allclose(edges['normal'], [[0, .75, .75]] * 2)
+  np.testing.assert_allclose(edges['reduce'], [[0, 1.5, 1.5]] * 2)
+  assert (tmp_path / 'latency.json').exists()
+
+
+def test_latency_is_measured_once_and_keyed(tmp_path):
+  path = tmp_path / 'latency.json'
+  piece = table_lib.op_piece('skip_connect', (4, 4, 2), 2)
   first = latency_lib.LatencyTable(path, warmup=1, repeats=2)
-  table = latency_lib.measure_table(table_lib.build(geometry, space), first)
-  assert first.measured > 0 and path.exists()
-  assert table.fixed_cost('ms') > 0
-  second = latency_lib.LatencyTable(path, warmup=1, repeats=2)
-  again = latency_lib.measure_table(table_lib.build(geometry, space), second)
-  assert second.measured == 0  # Everything read from the file.
-  assert again == table
-  key = next(iter(second.entries))
-  assert key.startswith(latency_lib.backend() + '|') and '|n' in key
+  ms = first.measure(piece, 2)
+  first.save()
+  assert ms >= 0 and first.measured == 2  # The op and the dispatch.
+  second = latency_lib.LatencyTable(path)
+  assert second.measure(piece, 2) == ms and second.measured == 0
+  assert sorted(second.entries) == [
+      f'{latency_lib.backend()}|dispatch|4x4x2|n2|float32',
+      f'{latency_lib.backend()}|skip_connect|4x4x2|s2|n2|float32']
 
 
 def test_cost_plot_and_budget_text(tmp_path):

@@ -21,9 +21,12 @@ the derived network.
   ``add_regularization_loss``): ``alpha * L * (log E / log T) ** beta``,
   alpha 0.2 and beta 0.3 by default (its ``arch_search.py``);
 * ``'add#linear'`` (ProxylessNAS): ``L + lambda * (E - T) / T``, lambda 0.1;
-* ``'snas'`` (SNAS, Xie et al., ICLR 2019, eq. 11's resource term):
+* ``'snas'`` (the resource constraint of SNAS, Xie et al., ICLR 2019):
   ``L + lambda * E / T``, linear in the weights; it differs from
-  ``add#linear`` by a constant, so its gradient is the same.
+  ``add#linear`` by a constant, so its gradient is the same. (SNAS takes
+  the cost of its relaxed Gumbel sample; here every method's cost is taken
+  under its deterministic weights, ``relax(arch, rng=None)``, the
+  expectation ProxylessNAS uses, since ``arch_objective`` gets no rng.)
 
 ``T`` is ``target`` in the table's metric (parameters, multiply-adds per
 image, or ms per batch). Its ``derive`` keeps the method's genotype if it
@@ -112,6 +115,10 @@ class Budgeted(Method):
   lambda_: float = 0.1
 
   def __post_init__(self):
+    if not isinstance(self.inner, Method) or not isinstance(self.table,
+                                                            CostTable):
+      raise ValueError('Budgeted needs inner= a search method and table= a '
+                       'jaxdarts.cost.table.CostTable.')
     self.table.check(self.metric)
     if self.penalty not in PENALTIES:
       raise ValueError(f'Unknown budget penalty {self.penalty!r}; choose one '
