@@ -11,6 +11,7 @@ override any field with ``--config.FIELD=VALUE``, e.g.
 * ``tiny``: a smoke test (and the tests' config).
 * ``pc_darts``, ``gdas``, ``darts_minus``: those methods' CIFAR-10
   searches, with their papers' hyperparameters.
+* ``digits_budget``: ``digits`` under a multiply-add budget.
 
 Wall times on the development CPU are in ``benchmarks/RESULTS.md``.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxdarts.cost import search as budget_lib
 from jaxdarts.spaces.darts_cnn.space import DARTS_PRIMITIVES
 
 # A reduced candidate set for the small presets, to keep their compile
@@ -72,6 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.search.seeds = 1
   # Epochs at the start during which the alphas stay fixed (PC-DARTS: 15).
   config.search.arch_warmup_epochs = 0
+  # Searching under a computational budget (jaxdarts.cost.search).
+  config.search.budget = budget_lib.default_config()
 
   # The method's options (fields of its class), e.g. a temperature range.
   config.method = ml_collections.ConfigDict()
@@ -266,9 +270,38 @@ def darts_minus() -> ml_collections.ConfigDict:
   return config
 
 
+def digits_budget() -> ml_collections.ConfigDict:
+  """The ``digits`` search under a multiply-add budget (`jaxdarts.cost`).
+
+  The budget is for the network the ``digits`` retraining preset builds
+  (5 cells of C=8, one 8x8 digit): ProxylessNAS's ``mul#log`` penalty
+  towards 300k multiply-adds and a hard limit of 300k on the derived
+  genotype (the space's networks cost 175k to 558k; the unconstrained
+  ``digits`` search derives about 500k)::
+
+    python experiments/cifar_search.py \\
+      --config=experiments/configs/search.py:digits_budget \\
+      --workdir=/tmp/digits_budget --config.search.budget.limit=250e3
+
+  Set ``search.budget.metric='ms'`` (and ``target``/``limit`` in ms per
+  batch of 32) to search under measured latency; the lookup table is
+  ``WORKDIR/latency_table.json`` or ``search.budget.latency_table``.
+  """
+  config = digits()
+  budget = config.search.budget
+  budget.metric = 'macs'
+  budget.penalty = 'mul#log'
+  budget.target = 300e3
+  budget.limit = 300e3
+  budget.channels = 8
+  budget.layers = 5
+  return config
+
+
 _PRESETS = {'first_order': first_order, 'second_order': second_order,
             'digits': digits, 'tiny': tiny}
 _PRESETS.update(pc_darts=pc_darts, gdas=gdas, darts_minus=darts_minus)
+_PRESETS['digits_budget'] = digits_budget
 PRESETS = tuple(_PRESETS)
 
 

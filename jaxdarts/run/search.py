@@ -52,6 +52,7 @@ from jaxdarts import data as data_lib
 from jaxdarts import methods
 from jaxdarts import spaces
 from jaxdarts import tasks
+from jaxdarts.cost import search as budget_lib
 from jaxdarts.core import parallel
 from jaxdarts.core.state import (SearchState, create_search_state,
                                  default_arch_optimizer,
@@ -116,7 +117,8 @@ def run_search(config: ml_collections.ConfigDict,
   job = SearchJob(config, halves, mesh, workdir)
   state, finished = loop.run_or_resume(
       job, config,
-      functools.partial(initial_state, config, halves, job.num_steps), mesh,
+      functools.partial(initial_state, config, halves, job.num_steps,
+                        workdir=workdir.path), mesh,
       model_config=model_config(config),
       model_config_defaults=MODEL_CONFIG_DEFAULTS)
   return SearchResult(state, job.final_genotype(state), finished)
@@ -170,10 +172,14 @@ def search_batches(config: ml_collections.ConfigDict, halves: Halves,
 
 
 def initial_state(config: ml_collections.ConfigDict, halves: Halves,
-                  num_steps: int, *, rng: jax.Array | None = None
-                  ) -> SearchState:
+                  num_steps: int, *, rng: jax.Array | None = None,
+                  workdir=None) -> SearchState:
   """A freshly initialised state (also the target a checkpoint restores to),
-  from ``rng`` (default ``PRNGKey(config.search.seed)``)."""
+  from ``rng`` (default ``PRNGKey(config.search.seed)``).
+
+  With a budget (``config.search.budget``), the method is wrapped by
+  `jaxdarts.cost.search.wrap` (its latency table in ``workdir``).
+  """
   space = spaces.get(config.model.space,
                      primitives=tuple(config.model.primitives),
                      num_nodes=config.model.num_nodes)
@@ -189,6 +195,9 @@ def initial_state(config: ml_collections.ConfigDict, halves: Halves,
       num_steps, _hashable(config.optimizer), warmup)
   method = methods.get(config.search.method, num_steps=num_steps,
                        **config.get('method', {}))
+  method = budget_lib.wrap(config, method, space,
+                           halves.weights_half.image_shape,
+                           halves.weights_half.num_classes, workdir)
   images = np.zeros((config.search.batch_size,)
                     + halves.weights_half.image_shape, np.float32)
   return create_search_state(
@@ -284,7 +293,9 @@ class SearchJob:
     genotype = state.genotype()
     strengths = state.method.strengths(jax.device_get(state.alphas))
     health, decision = self.health.end_epoch(state, epoch, genotype, strengths)
-    record({**{f'supernet_val_{k}': v for k, v in results.items()}, **health})
+    costs = budget_lib.epoch_costs(state)  # {} without a budget.
+    record({**{f'supernet_val_{k}': v for k, v in results.items()}, **health,
+            **costs})
     if decision is not None:
       self.stop = {'epoch': epoch, 'stop_epoch': decision.stop_epoch,
                    'ratio': decision.ratio,
@@ -306,6 +317,9 @@ class SearchJob:
     logger.info('epoch %d/%d done: supernet val %s; genotype %s', epoch + 1,
                 self.epochs, ', '.join(f'{k} {v:.4f}'
                                        for k, v in results.items()), change)
+    if costs:
+      logger.info('cost: %s', ', '.join(f'{k} {v:.6g}'
+                                         for k, v in sorted(costs.items())))
 
 
 def _draw(genotype, directory) -> None:

@@ -172,6 +172,7 @@ def write_report(workdir: PathLike) -> Path:
         _alphas_section(shown, images),
         _health_section(shown, images),
         _metrics_section(shown, images),
+        _cost_section(shown, config, images),
         _config_section(config, config_error),
     ]
   path = workdir / REPORT_DIR / REPORT_FILE
@@ -435,6 +436,29 @@ def _metrics_section(workdir: Workdir, images: Path) -> str:
   draw = functools.partial(history.plot_curves, workdir.path)
   return _section(title, _figure(draw, images / 'curves.png', 'curves'),
                   _last_values(records))
+
+
+def _cost_section(workdir: Workdir, config: Mapping[str, Any] | None,
+                  images: Path) -> str:
+  """Cost against accuracy of a budgeted search (empty otherwise)."""
+  from jaxdarts.viz import cost  # pylint: disable=g-import-not-at-top
+  try:
+    records = cost.cost_records(workdir.metrics())
+  except _PART_ERRORS:
+    return ''
+  if not records:
+    return ''
+  budget = _config_value(config, 'search.budget')
+  budget = budget if isinstance(budget, Mapping) else {}
+  metric = budget.get('metric', 'macs')
+  draw = functools.partial(cost.plot_cost_accuracy, records,
+                           limit=budget.get('limit', 0.), metric=metric)
+  last = records[-1]
+  rows = [[_e(k), _e(f'{v:.6g}')] for k, v in sorted(last.items())
+          if k.startswith(('expected_', 'derived_'))]
+  return _section('Cost and accuracy', _note(cost.budget_text(budget)),
+                  _figure(draw, images / 'cost.png', 'cost against accuracy'),
+                  '<h3>Last epoch</h3>\n' + _table(('cost', 'value'), rows))
 
 
 def _last_values(records: Sequence[Mapping[str, float]]) -> str:
