@@ -1,0 +1,91 @@
+"""``'segdigits'``: a segmentation set pasted together from sklearn's digits.
+
+Each 32x32 grey canvas holds two or three of scikit-learn's bundled 8x8
+digits, each at scale 1 or 2 (nearest neighbour) and at a random position;
+later digits cover earlier ones where their ink is. Every pixel is
+labelled with its digit's class plus one where the ink is at least
+``INK_THRESHOLD`` (of 16), background 0 where there is no ink, and
+:data:`~jaxdarts.tasks.segmentation.IGNORE_LABEL` on faint ink (the
+uncertain boundary, as PASCAL VOC marks its object borders). There are 11
+classes. Train canvases use only the digits of the ``'digits'`` train
+split, test canvases only its test digits, so no digit is shared.
+
+Everything is a pure function of the seed (numpy's ``default_rng``, which
+numpy keeps stable within a release): :func:`make_segdigits` with the same
+arguments returns the same arrays; ``load_dataset('segdigits', split)``
+uses seed 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxdarts.data.dataset import Dataset, channel_stats, make_dataset
+from jaxdarts.tasks.segmentation import IGNORE_LABEL
+
+NAME = 'segdigits'
+CANVAS = 32
+NUM_CLASSES = 11  # Background and the ten digits.
+INK_THRESHOLD = 5  # Of 16: fainter ink is ignored, none is background.
+SIZES = {'train': 1536, 'test': 384}
+_SPLIT_IDS = {'train': 0, 'test': 1}
+_DIGITS_TEST_SIZE = 360  # The 'digits' source's fixed split (sources.py).
+_DIGITS_SPLIT_SEED = 0
+
+
+def _digit_pool(split: str) -> tuple[np.ndarray, np.ndarray]:
+  """The 8x8 digits (ink 0..16) and classes of the ``digits`` split."""
+  from sklearn import datasets as sk_datasets
+  digits = sk_datasets.load_digits()
+  order = np.random.RandomState(_DIGITS_SPLIT_SEED).permutation(
+      len(digits.target))
+  rows = (order[:-_DIGITS_TEST_SIZE] if split == 'train'
+          else order[-_DIGITS_TEST_SIZE:])
+  return digits.images[rows].astype(np.int32), digits.target[rows]
+
+
+def compose(rng: np.random.Generator, pool: np.ndarray, classes: np.ndarray,
+            count: int, canvas: int = CANVAS
+            ) -> tuple[np.ndarray, np.ndarray]:
+  """``count`` canvases: uint8 images ``[count, canvas, canvas, 1]`` and
+  int32 masks ``[count, canvas, canvas]``."""
+  ink = np.zeros((count, canvas, canvas), np.int32)
+  masks = np.zeros((count, canvas, canvas), np.int32)
+  for n in range(count):
+    for _ in range(rng.integers(2, 4)):
+      k = rng.integers(len(pool))
+      scale = int(rng.integers(1, 3))
+      digit = np.kron(pool[k], np.ones((scale, scale), np.int32))
+      side = digit.shape[0]
+      top, left = rng.integers(0, canvas - side + 1, size=2)
+      window = (n, slice(top, top + side), slice(left, left + side))
+      drawn = digit > 0
+      ink[window] = np.where(drawn, digit, ink[window])
+      label = np.where(digit >= INK_THRESHOLD, classes[k] + 1, IGNORE_LABEL)
+      masks[window] = np.where(drawn, label, masks[window])
+  images = np.round(ink * (255. / 16.)).astype(np.uint8)[..., None]
+  return images, masks
+
+
+def make_segdigits(split: str, *, seed: int = 0,
+                   size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """The images and masks of ``split`` (``size`` canvases, default
+  :data:`SIZES`), deterministic from ``seed``."""
+  pool, classes = _digit_pool(split)
+  rng = np.random.default_rng([seed, _SPLIT_IDS[split]])
+  return compose(rng, pool, classes, SIZES[split] if size is None else size)
+
+
+def load_segdigits(split: str, *, seed: int = 0) -> Dataset:
+  """The ``'segdigits'`` split as a `Dataset` (labels ``[N, 32, 32]``).
+
+  Normalised with the train images' statistics; augmentation defaults:
+  random crops with 4 pixels of padding (labelled ignore), no flips (a
+  mirrored digit is not a digit).
+  """
+  images, masks = make_segdigits(split, seed=seed)
+  mean, std = channel_stats(make_segdigits('train', seed=seed)[0]
+                            if split != 'train' else images)
+  return make_dataset(images, masks, num_classes=NUM_CLASSES, name=NAME,
+                      split=split, mean=mean, std=std, crop_padding=4,
+                      flip=False)

@@ -1,0 +1,70 @@
+"""Tests of the segmentation data: segdigits, masks through the streams."""
+
+import numpy as np
+import pytest
+
+from jaxdarts import data
+from jaxdarts.data import segdigits
+from jaxdarts.data.dataset import make_dataset
+from jaxdarts.tasks.segmentation import IGNORE_LABEL
+
+
+def test_segdigits_is_a_pure_function_of_the_seed():
+  images, masks = segdigits.make_segdigits('test', seed=3, size=12)
+  again = segdigits.make_segdigits('test', seed=3, size=12)
+  other = segdigits.make_segdigits('test', seed=4, size=12)
+  np.testing.assert_array_equal(images, again[0])
+  np.testing.assert_array_equal(masks, again[1])
+  assert not np.array_equal(masks, other[1])
+  assert images.shape == (12, 32, 32, 1) and masks.shape == (12, 32, 32)
+
+
+def test_segdigits_labels_follow_the_ink():
+  images, masks = segdigits.make_segdigits('train', seed=0, size=40)
+  ink = np.round(images[..., 0] * (16 / 255))
+  assert set(np.unique(masks)) <= set(range(11)) | {IGNORE_LABEL}
+  np.testing.assert_array_equal(masks == 0, ink == 0)
+  faint = (ink > 0) & (ink < segdigits.INK_THRESHOLD)
+  np.testing.assert_array_equal(masks == IGNORE_LABEL, faint)
+  # Every canvas shows at least one digit's class.
+  assert all(((m >= 1) & (m <= 10)).any() for m in masks)
+
+
+def test_load_dataset_gives_masks_with_their_images():
+  test = data.load_dataset('segdigits', 'test')
+  assert test.num_classes == 11 and test.labels.shape == (384, 32, 32)
+  assert test.images.shape == (384, 32, 32, 1)
+
+
+def test_a_label_of_another_shape_is_refused():
+  with pytest.raises(ValueError, match='per-pixel masks'):
+    make_dataset(np.zeros((2, 4, 4, 1), np.uint8), np.zeros((2, 4, 3)),
+                 num_classes=2, name='x', split='train', mean=[0.], std=[1.],
+                 crop_padding=0, flip=False)
+
+
+def test_augmentation_keeps_masks_aligned_with_their_images():
+  """Each image pixel is its label + 1, so after a crop and a flip the
+  pairs must still agree; the padding is image 0 and label ignore."""
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 7, (16, 9, 9)).astype(np.int32)
+  dataset = make_dataset((labels + 1).astype(np.uint8)[..., None], labels,
+                         num_classes=7, name='aligned', split='train',
+                         mean=[0.], std=[1 / 255], crop_padding=3, flip=True)
+  batches = data.Batches(dataset, 8, seed=5, augment=True)
+  moved = 0
+  for step in range(4):
+    batch = batches.at(data.Position(step // 2, step % 2))
+    image = np.round(batch['image'][..., 0]).astype(np.int32)
+    padding = batch['label'] == IGNORE_LABEL
+    np.testing.assert_array_equal(image[padding], 0)
+    np.testing.assert_array_equal(image[~padding], batch['label'][~padding]
+                                  + 1)
+    moved += padding.any(axis=(1, 2)).sum()
+  assert moved > 8  # Most crops moved (and so the test can fail).
+  # Two shards of the batch are its halves, masks included.
+  halves = [data.Batches(dataset, 8, seed=5, augment=True, shard_index=i,
+                         shard_count=2).at(data.Position(1, 1))
+            for i in (0, 1)]
+  np.testing.assert_array_equal(
+      np.concatenate([h['label'] for h in halves]), batch['label'])
