@@ -68,3 +68,28 @@ def test_augmentation_keeps_masks_aligned_with_their_images():
             for i in (0, 1)]
   np.testing.assert_array_equal(
       np.concatenate([h['label'] for h in halves]), batch['label'])
+
+
+def test_npz_masks_are_a_segmentation_dataset(tmp_path):
+  masks = np.zeros((4, 8, 8), np.int64)
+  masks[:, 0] = IGNORE_LABEL
+  masks[1, 4, 4] = 5
+  path = tmp_path / 'masks.npz'
+  np.savez(path, images=np.zeros((4, 8, 8, 3), np.uint8), labels=masks)
+  train = data.load_dataset(f'npz:{path}', 'train')
+  assert train.num_classes == 6  # The ignore label is no class.
+  np.testing.assert_array_equal(train.labels, masks)
+
+
+def test_masks_are_coloured_by_class_with_ignore_white(tmp_path):
+  from jaxdarts.viz import segmentation  # pylint: disable=g-import-not-at-top
+  rgb = segmentation.colour(np.array([[0, 1, 2, IGNORE_LABEL]]), 3)
+  np.testing.assert_array_equal(rgb[0, 0], [0, 0, 0])
+  np.testing.assert_array_equal(rgb[0, 3], [1, 1, 1])
+  assert not np.array_equal(rgb[0, 1], rgb[0, 2])
+  path = tmp_path / 'samples.npz'
+  segmentation.save_samples(path, {
+      'images': np.zeros((2, 4, 4, 1), np.uint8),
+      'labels': np.zeros((2, 4, 4), np.int32),
+      'predictions': np.ones((2, 4, 4), np.int32), 'num_classes': 3})
+  assert segmentation.draw_samples(path, tmp_path / 's.png').stat().st_size

@@ -170,7 +170,7 @@ def segmentation_digits() -> ml_collections.ConfigDict:
 
   The ``darts_seg`` space (`jaxdarts.spaces.darts_seg`: DARTS search cells
   after a stride-2 stem, down to output stride 8, and a light decoder) on
-  ``segdigits`` (32x32 canvases of two or three sklearn digits, 11 classes
+  ``segdigits`` (32x32 canvases of two 16x16 sklearn digits, 11 classes
   with the background; `jaxdarts.data.segdigits`) with the ``segmentation``
   task (per-pixel cross-entropy, pixel accuracy, mIoU). 3 cells of C=8 with
   3 nodes and 4 ops (`SMALL_PRIMITIVES`), batch 32, 8 epochs of 24 steps

@@ -1,8 +1,8 @@
 """``'segdigits'``: a segmentation set pasted together from sklearn's digits.
 
-Each 32x32 grey canvas holds two or three of scikit-learn's bundled 8x8
-digits, each at scale 1 or 2 (nearest neighbour) and at a random position;
-later digits cover earlier ones where their ink is. Every pixel is
+Each 32x32 grey canvas holds two of scikit-learn's bundled 8x8 digits,
+each upscaled to 16x16 (nearest neighbour) at a random position; the
+second covers the first where its ink is. Every pixel is
 labelled with its digit's class plus one where the ink is at least
 ``INK_THRESHOLD`` (of 16), background 0 where there is no ink, and
 :data:`~jaxdarts.tasks.segmentation.IGNORE_LABEL` on faint ink (the
@@ -28,6 +28,8 @@ CANVAS = 32
 NUM_CLASSES = 11  # Background and the ten digits.
 INK_THRESHOLD = 5  # Of 16: fainter ink is ignored, none is background.
 SIZES = {'train': 1536, 'test': 384}
+DIGITS_PER_CANVAS = 2
+SCALES = (2,)  # Nearest-neighbour upscaling of the 8x8 digits: 16x16.
 _SPLIT_IDS = {'train': 0, 'test': 1}
 _DIGITS_TEST_SIZE = 360  # The 'digits' source's fixed split (sources.py).
 _DIGITS_SPLIT_SEED = 0
@@ -52,9 +54,9 @@ def compose(rng: np.random.Generator, pool: np.ndarray, classes: np.ndarray,
   ink = np.zeros((count, canvas, canvas), np.int32)
   masks = np.zeros((count, canvas, canvas), np.int32)
   for n in range(count):
-    for _ in range(rng.integers(2, 4)):
+    for _ in range(DIGITS_PER_CANVAS):
       k = rng.integers(len(pool))
-      scale = int(rng.integers(1, 3))
+      scale = int(rng.choice(SCALES))
       digit = np.kron(pool[k], np.ones((scale, scale), np.int32))
       side = digit.shape[0]
       top, left = rng.integers(0, canvas - side + 1, size=2)

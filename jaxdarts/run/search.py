@@ -245,6 +245,13 @@ class SearchJob:
                        self.config.search.batch_size, self.mesh)
     record({f'supernet_val_{k}': v for k, v in results.items()})
     genotype = state.genotype()
+    if epoch + 1 == self.epochs and isinstance(state.task,
+                                               tasks.Segmentation):
+      from jaxdarts.viz import segmentation  # pylint: disable=g-import-not-at-top
+      samples = segmentation.samples(state, self.halves.alphas_half)
+      if loop.is_writer():
+        segmentation.save_samples(self.workdir / segmentation.SAMPLES_FILE,
+                                  samples)
     if loop.is_writer():
       # On the host: only process 0 gets here, so nothing may run on the mesh.
       alphas = jax.device_get(state.alphas)
