@@ -99,3 +99,16 @@ def test_masks_are_coloured_by_class_with_ignore_white(tmp_path):
       'labels': np.zeros((2, 4, 4), np.int32),
       'predictions': np.ones((2, 4, 4), np.int32), 'num_classes': 3})
   assert segmentation.draw_samples(path, tmp_path / 's.png').stat().st_size
+
+
+def test_the_report_shows_the_segmentation_samples(tmp_path):
+  from jaxdarts.spaces.darts_cnn import genotypes  # pylint: disable=g-import-not-at-top
+  from jaxdarts.viz import report, segmentation  # pylint: disable=g-import-not-at-top
+  genotypes.get('DARTS_V2').save(tmp_path / 'genotype.json')
+  images, masks = segdigits.make_segdigits('test', size=2)
+  segmentation.save_samples(tmp_path / segmentation.SAMPLES_FILE, {
+      'images': images, 'labels': masks, 'predictions': masks[::-1],
+      'num_classes': 11})
+  page = report.write_report(tmp_path).read_text()
+  section = page[page.index('true and predicted masks'):]
+  assert section.index('data:image/png;base64,') < section.index('<h2>')
