@@ -37,7 +37,9 @@ def load_dataset(name: str, split: str, *,
   Args:
     name: ``'cifar10'`` or ``'cifar100'`` (a tensorflow-datasets copy in
       ``data_dir``), ``'digits'`` (scikit-learn's 8x8 digits: 1437 train /
-      360 test, a fixed split) or ``'npz:PATH'`` (arrays ``images`` and
+      360 test, a fixed split), ``'segdigits'`` (segmentation canvases of
+      those digits with per-pixel masks; `jaxdarts.data.segdigits`) or
+      ``'npz:PATH'`` (arrays ``images`` and
       ``labels``, optionally ``test_images``/``test_labels`` and
       ``num_classes``; see :func:`_load_npz`).
     split: ``'train'`` or ``'test'``.
