@@ -47,19 +47,22 @@ def main() -> None:
             seeds[:1]) for r in args.random.split(',') if r]
   out = Path(args.out)
   results = []
-  for name, genotype, run_seeds in runs:
-    for seed in run_seeds:
-      config = train_configs.get_config('segmentation_digits')
-      config.genotype, config.train.seed = genotype, seed
-      workdir = out / f'{name.replace(":", "_")}_seed{seed}'
-      start = time.time()
-      retrain.run_train(config, workdir)
-      final = json.loads((workdir / 'final_metrics.json').read_text())
-      results.append({'genotype': name, 'seed': seed,
-                      'seconds': round(time.time() - start),
-                      **{k: final[k] for k in ('test_miou', 'test_accuracy',
-                                               'test_loss')}})
-      print(json.dumps(results[-1]), flush=True)
+  # Seed by seed, so a run cut short still compares every genotype; jit
+  # keeps each genotype's compiled step for its next seed.
+  order = [(name, genotype, seed) for seed in seeds
+           for name, genotype, run_seeds in runs if seed in run_seeds]
+  for name, genotype, seed in order:
+    config = train_configs.get_config('segmentation_digits')
+    config.genotype, config.train.seed = genotype, seed
+    workdir = out / f'{name.replace(":", "_")}_seed{seed}'
+    start = time.time()
+    retrain.run_train(config, workdir)
+    final = json.loads((workdir / 'final_metrics.json').read_text())
+    results.append({'genotype': name, 'seed': seed,
+                    'seconds': round(time.time() - start),
+                    **{k: final[k] for k in ('test_miou', 'test_accuracy',
+                                             'test_loss')}})
+    print(json.dumps(results[-1]), flush=True)
   (out / 'results.json').write_text(json.dumps(results, indent=1))
   print('| genotype | runs | test mIoU | pixel accuracy |\n|---|---|---|---|')
   for name, _, _ in runs:
