@@ -112,3 +112,29 @@ def test_the_report_shows_the_segmentation_samples(tmp_path):
   page = report.write_report(tmp_path).read_text()
   section = page[page.index('true and predicted masks'):]
   assert section.index('data:image/png;base64,') < section.index('<h2>')
+
+
+def test_pets_load_under_mock_data_as_two_class_masks():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with tfds.testing.mock_data(num_examples=3):
+    pets = data.load_dataset('oxford_iiit_pet', 'test')
+  assert pets.images.shape == (3, 64, 64, 3) and pets.labels.shape == (3, 64,
+                                                                       64)
+  assert set(np.unique(pets.labels)) <= {0, 1, IGNORE_LABEL}
+  assert pets.num_classes == 2 and pets.flip
+
+
+def test_missing_pets_is_one_clear_error(tmp_path):
+  with pytest.raises(data.DatasetNotFoundError) as info:
+    data.load_dataset('oxford_iiit_pet', 'train', data_dir=tmp_path)
+  assert ('python -m jaxdarts.data prepare oxford_iiit_pet --data_dir='
+          f'{tmp_path}') in str(info.value)
+
+
+def test_masks_are_resized_by_nearest_neighbour():
+  from jaxdarts.data import pets  # pylint: disable=g-import-not-at-top
+  mask = np.array([[1, 2], [3, 1]])
+  np.testing.assert_array_equal(pets.nearest(mask, 4), np.kron(mask, np.ones(
+      (2, 2), int)))
+  np.testing.assert_array_equal(pets.nearest(np.arange(9).reshape(3, 3), 2),
+                                [[0, 2], [6, 8]])

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxdarts.data import pets
 from jaxdarts.data import segdigits
 from jaxdarts.data.cifar import TFDS_DATASETS, load_tfds
 from jaxdarts.data.dataset import (Dataset, DatasetNotFoundError,
@@ -21,8 +22,8 @@ from jaxdarts.tasks.segmentation import IGNORE_LABEL
 
 SPLITS = ('train', 'test')
 NPZ_PREFIX = 'npz:'
-VALID_NAMES = ("'cifar10', 'cifar100', 'digits', 'segdigits' or "
-               "'npz:/path/to/arrays.npz'")
+VALID_NAMES = ("'cifar10', 'cifar100', 'digits', 'segdigits', "
+               "'oxford_iiit_pet' or 'npz:/path/to/arrays.npz'")
 
 # Below this height or width, npz datasets default to no random cropping.
 NPZ_MIN_CROP_SIZE = 16
@@ -66,6 +67,8 @@ def load_dataset(name: str, split: str, *,
     return _load_digits(split)
   if name == segdigits.NAME:
     return segdigits.load_segdigits(split)
+  if name == pets.NAME:
+    return pets.load_pets(split, data_dir)
   if name.startswith(NPZ_PREFIX):
     return _load_npz(name[len(NPZ_PREFIX):], split)
   raise ValueError(f'Unknown dataset {name!r}; valid names: {VALID_NAMES}.')
