@@ -298,10 +298,38 @@ def digits_budget() -> ml_collections.ConfigDict:
   return config
 
 
+def segmentation_digits() -> ml_collections.ConfigDict:
+  """A small cell search for semantic segmentation, offline.
+
+  The ``darts_seg`` space (`jaxdarts.spaces.darts_seg`: DARTS search cells
+  after a stride-2 stem, down to output stride 8, and a light decoder) on
+  ``segdigits`` (32x32 canvases of two 16x16 sklearn digits, 11 classes
+  with the background; `jaxdarts.data.segdigits`) with the ``segmentation``
+  task (per-pixel cross-entropy, pixel accuracy, mIoU). 3 cells of C=8 with
+  3 nodes and 4 ops (`SMALL_PRIMITIVES`), batch 32, 8 epochs of 24 steps
+  (1536 canvases split 768 / 768)::
+
+    python experiments/cifar_search.py \\
+      --config=experiments/configs/search.py:segmentation_digits \\
+      --workdir=/tmp/segdigits
+
+  Retrain its genotype with the ``segmentation_digits`` train preset.
+  """
+  config = digits()
+  config.data.name = 'segdigits'
+  config.model.space = 'darts_seg'
+  config.task = 'segmentation'
+  config.search.epochs = 8
+  config.checkpoint_every_steps = 48
+  config.log_every_steps = 12
+  return config
+
+
 _PRESETS = {'first_order': first_order, 'second_order': second_order,
             'digits': digits, 'tiny': tiny}
 _PRESETS.update(pc_darts=pc_darts, gdas=gdas, darts_minus=darts_minus)
 _PRESETS['digits_budget'] = digits_budget
+_PRESETS['segmentation_digits'] = segmentation_digits
 PRESETS = tuple(_PRESETS)
 
 

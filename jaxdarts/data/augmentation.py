@@ -46,16 +46,20 @@ def draw_augment(rng: np.random.Generator, count: int) -> np.ndarray:
 
 
 def crop_and_flip(images: np.ndarray, draw: np.ndarray, crop_padding: int,
-                  flip: bool) -> np.ndarray:
-  """Pads with zeros, crops back to ``H x W``, then flips, per image."""
+                  flip: bool, *, fill: int = 0) -> np.ndarray:
+  """Pads with ``fill``, crops back to ``H x W``, then flips, per image.
+
+  Whole-pixel shifts and mirrors: a segmentation mask given the same
+  ``draw`` (and the ignore label as ``fill``) stays aligned with its image.
+  """
   count, height, width, channels = images.shape
   out = images
   if crop_padding > 0:
     span = 2 * crop_padding + 1
     top = np.floor(draw[:, 0] * span).astype(np.intp)
     left = np.floor(draw[:, 1] * span).astype(np.intp)
-    padded = np.zeros((count, height + span - 1, width + span - 1, channels),
-                      images.dtype)
+    padded = np.full((count, height + span - 1, width + span - 1, channels),
+                     fill, images.dtype)
     padded[:, crop_padding:crop_padding + height,
            crop_padding:crop_padding + width] = images
     # [B, span, span, C, H, W]: every crop of every image, without copying.

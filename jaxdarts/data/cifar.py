@@ -33,6 +33,8 @@ _TFDS_INFO = {
     'cifar100': _TfdsInfo('CIFAR-100', 100, (0.5071, 0.4865, 0.4409),
                           (0.2673, 0.2564, 0.2762)),
 }
+# Segmentation sets read by their own modules (oxford_iiit_pet: pets.py).
+TFDS_SEGMENTATION = {'oxford_iiit_pet': 'Oxford-IIIT Pet'}
 
 
 def _import_tfds() -> Any:
@@ -72,7 +74,8 @@ def _tfds_builder(tfds: Any, name: str, data_dir: str | None,
 
 def _not_prepared_message(name: str, builder: Any) -> str:
   root = str(getattr(builder, 'data_dir_root', '') or '') or 'DIR'
-  title = _TFDS_INFO[name].title
+  title = (_TFDS_INFO[name].title if name in _TFDS_INFO
+           else TFDS_SEGMENTATION[name])
   return (
       f'{title} ({name!r}) is not prepared in {root} (looked for '
       f'{builder.data_dir}). It cannot be downloaded here: runs never '
@@ -161,8 +164,9 @@ def prepare_dataset(name: str, *,
   Returns:
     The directory holding the prepared dataset.
   """
-  if name not in TFDS_DATASETS:
-    raise ValueError(f'Only {", ".join(map(repr, TFDS_DATASETS))} need '
+  if name not in TFDS_DATASETS + tuple(TFDS_SEGMENTATION):
+    raise ValueError(f'Only {", ".join(map(repr, TFDS_DATASETS))} and '
+                     f'{", ".join(map(repr, TFDS_SEGMENTATION))} need '
                      f'preparing, got {name!r}.')
   tfds = _import_tfds()
   _import_tensorflow(f'Preparing {name!r}')

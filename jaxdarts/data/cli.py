@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jaxdarts.data.cifar import TFDS_DATASETS, prepare_dataset
+from jaxdarts.data.cifar import (TFDS_DATASETS, TFDS_SEGMENTATION,
+                                 prepare_dataset)
 from jaxdarts.data.sources import SPLITS, VALID_NAMES, load_dataset
 
 
@@ -19,7 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   prepare = commands.add_parser(
       'prepare', help='download and prepare CIFAR (needs network and '
       'TensorFlow)')
-  prepare.add_argument('name', choices=TFDS_DATASETS)
+  prepare.add_argument('name',
+                       choices=TFDS_DATASETS + tuple(TFDS_SEGMENTATION))
   prepare.add_argument('--data_dir', default=None,
                        help='tensorflow-datasets root directory')
   check = commands.add_parser('check', help='load both splits and summarise')

@@ -26,7 +26,8 @@ class Dataset(NamedTuple):
 
   Attributes:
     images: uint8 ``[N, H, W, C]``, read-only.
-    labels: int32 ``[N]``, read-only.
+    labels: int32 ``[N]``, read-only; or per-pixel labels ``[N, H, W]``
+      (segmentation masks; augmentation moves them with their images).
     num_classes: number of classes (the model's output size).
     name: the name given to :func:`load_dataset`, e.g. ``'cifar10'``.
     mean: float32 ``[C]``, per-channel mean in 0..1 units, used to normalise.
@@ -72,9 +73,10 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, *,
   if images.dtype != np.uint8 or images.ndim != 4:
     raise ValueError(f'{name}: images must be uint8 NHWC, got '
                      f'{images.dtype} {images.shape}.')
-  if labels.shape != images.shape[:1]:
+  if labels.shape not in (images.shape[:1], images.shape[:3]):
     raise ValueError(f'{name}: {images.shape[0]} images but labels of shape '
-                     f'{labels.shape}.')
+                     f'{labels.shape}; expected {images.shape[:1]} (classes) '
+                     f'or {images.shape[:3]} (per-pixel masks).')
   channels = images.shape[-1]
   mean = np.asarray(mean, np.float32).reshape(-1)
   std = np.asarray(std, np.float32).reshape(-1)

@@ -13,13 +13,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxdarts.data import pets
+from jaxdarts.data import segdigits
 from jaxdarts.data.cifar import TFDS_DATASETS, load_tfds
 from jaxdarts.data.dataset import (Dataset, DatasetNotFoundError,
                                    channel_stats, make_dataset)
+from jaxdarts.tasks.segmentation import IGNORE_LABEL
 
 SPLITS = ('train', 'test')
 NPZ_PREFIX = 'npz:'
-VALID_NAMES = "'cifar10', 'cifar100', 'digits' or 'npz:/path/to/arrays.npz'"
+VALID_NAMES = ("'cifar10', 'cifar100', 'digits', 'segdigits', "
+               "'oxford_iiit_pet' or 'npz:/path/to/arrays.npz'")
 
 # Below this height or width, npz datasets default to no random cropping.
 NPZ_MIN_CROP_SIZE = 16
@@ -34,7 +38,9 @@ def load_dataset(name: str, split: str, *,
   Args:
     name: ``'cifar10'`` or ``'cifar100'`` (a tensorflow-datasets copy in
       ``data_dir``), ``'digits'`` (scikit-learn's 8x8 digits: 1437 train /
-      360 test, a fixed split) or ``'npz:PATH'`` (arrays ``images`` and
+      360 test, a fixed split), ``'segdigits'`` (segmentation canvases of
+      those digits with per-pixel masks; `jaxdarts.data.segdigits`) or
+      ``'npz:PATH'`` (arrays ``images`` and
       ``labels``, optionally ``test_images``/``test_labels`` and
       ``num_classes``; see :func:`_load_npz`).
     split: ``'train'`` or ``'test'``.
@@ -59,6 +65,10 @@ def load_dataset(name: str, split: str, *,
     return load_tfds(name, split, data_dir)
   if name == 'digits':
     return _load_digits(split)
+  if name == segdigits.NAME:
+    return segdigits.load_segdigits(split)
+  if name == pets.NAME:
+    return pets.load_pets(split, data_dir)
   if name.startswith(NPZ_PREFIX):
     return _load_npz(name[len(NPZ_PREFIX):], split)
   raise ValueError(f'Unknown dataset {name!r}; valid names: {VALID_NAMES}.')
@@ -90,7 +100,8 @@ def _load_npz(path: str, split: str) -> Dataset:
   """A user's arrays from an ``.npz`` file.
 
   Keys: ``images`` (NHWC, uint8 0..255 or float 0..1) and ``labels`` (ints
-  ``[N]``) are the train split; ``test_images``/``test_labels`` (optional) the
+  ``[N]``, or segmentation masks ``[N, H, W]`` whose ignored pixels are
+  :data:`~jaxdarts.tasks.segmentation.IGNORE_LABEL`) are the train split; ``test_images``/``test_labels`` (optional) the
   test split. ``num_classes`` (optional) defaults to the largest label in the
   file plus one. Mean and std come from the train images. Float images are
   stored rounded to uint8. Augmentation defaults: no flips (the data may not
@@ -99,7 +110,7 @@ def _load_npz(path: str, split: str) -> Dataset:
   where = f'{NPZ_PREFIX}{path}'
   arrays = _read_npz(path, where)
   train_images = _npz_images(arrays, 'images', where)
-  train_labels = _npz_labels(arrays, 'labels', train_images.shape[0], where)
+  train_labels = _npz_labels(arrays, 'labels', train_images.shape[:3], where)
   has_test = [key in arrays for key in ('test_images', 'test_labels')]
   if any(has_test) and not all(has_test):
     raise ValueError(f"{where}: 'test_images' and 'test_labels' must be given "
@@ -110,7 +121,7 @@ def _load_npz(path: str, split: str) -> Dataset:
     if test_images.shape[1:] != train_images.shape[1:]:
       raise ValueError(f"{where}: 'test_images' are {test_images.shape[1:]} "
                        f"(HWC) but 'images' are {train_images.shape[1:]}.")
-    test_labels = _npz_labels(arrays, 'test_labels', test_images.shape[0],
+    test_labels = _npz_labels(arrays, 'test_labels', test_images.shape[:3],
                               where)
   if split == 'test' and test_images is None:
     raise ValueError(f"{where} has no test split: save 'test_images' and "
@@ -173,16 +184,19 @@ def _npz_images(arrays: Mapping[str, np.ndarray], key: str,
   return np.round(images * 255.0).astype(np.uint8)
 
 
-def _npz_labels(arrays: Mapping[str, np.ndarray], key: str, count: int,
-                where: str) -> np.ndarray:
-  """Validated labels as int32 ``[count]``."""
+def _npz_labels(arrays: Mapping[str, np.ndarray], key: str,
+                shape: tuple[int, ...], where: str) -> np.ndarray:
+  """Validated labels as int32 ``[N]`` or masks ``[N, H, W]`` (``shape``
+  is the images' ``(N, H, W)``)."""
+  count = shape[0]
   labels = _npz_get(arrays, key, where)
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f'{where}: {key!r} must be integers, got dtype '
                      f'{labels.dtype}.')
-  if labels.ndim != 1 or labels.shape[0] != count:
+  if labels.shape not in ((count,), tuple(shape)):
     raise ValueError(f'{where}: {key!r} must have shape ({count},) to match '
-                     f'the images, got {labels.shape}.')
+                     f'the images, got {labels.shape} (or {tuple(shape)} '
+                     'for segmentation masks).')
   if labels.min() < 0:
     raise ValueError(f'{where}: {key!r} must be >= 0, got {labels.min()}.')
   return labels.astype(np.int32)
@@ -190,7 +204,10 @@ def _npz_labels(arrays: Mapping[str, np.ndarray], key: str, count: int,
 
 def _npz_num_classes(arrays: Mapping[str, np.ndarray],
                      label_sets: Sequence[np.ndarray], where: str) -> int:
-  needed = max(int(labels.max()) for labels in label_sets) + 1
+  # Masks' ignored pixels are no class.
+  needed = max(int(labels[labels != IGNORE_LABEL].max(initial=0)
+                   if labels.ndim == 3 else labels.max())
+               for labels in label_sets) + 1
   if 'num_classes' not in arrays:
     return needed
   given = arrays['num_classes']

@@ -14,6 +14,7 @@ import numpy as np
 from jaxdarts.data.augmentation import (apply_cutout, crop_and_flip,
                                         draw_augment, normalize)
 from jaxdarts.data.dataset import Dataset
+from jaxdarts.tasks.segmentation import IGNORE_LABEL
 
 Batch = dict[str, np.ndarray]
 
@@ -229,16 +230,21 @@ class Batches(Stream):
     low, high = _shard_bounds(len(rows), *self._shard)
     indices = rows[low:high]
     images = self.dataset.images[indices]
+    labels = self.dataset.labels[indices]
     draw = None
     if self._augment:
       rng = _stream_rng(self._seed, self._stream, _AUGMENT, epoch, step)
       draw = draw_augment(rng, len(rows))[low:high]
       images = crop_and_flip(images, draw, self.dataset.crop_padding,
                              self.dataset.flip)
+      if labels.ndim == 3:  # Masks move with their images.
+        labels = crop_and_flip(labels[..., None], draw,
+                               self.dataset.crop_padding, self.dataset.flip,
+                               fill=IGNORE_LABEL)[..., 0]
     images = normalize(images, self.dataset.mean, self.dataset.std)
     if draw is not None and self._cutout:
       images = apply_cutout(images, draw, self._cutout)
-    return {'image': images, 'label': self.dataset.labels[indices]}
+    return {'image': images, 'label': labels}
 
 
 class SearchBatches(Stream):

@@ -47,6 +47,7 @@ import ml_collections
 
 from jaxdarts import data as data_lib
 from jaxdarts import spaces
+from jaxdarts import tasks
 from jaxdarts.core import parallel
 from jaxdarts.core.train import (TrainState, create_train_state,
                                  default_optimizer)
@@ -153,7 +154,8 @@ def initial_state(config: ml_collections.ConfigDict, space, genotype,
       jax.random.PRNGKey(config.train.seed), model, images,
       num_steps=num_steps, learning_rate=opt.learning_rate,
       momentum=opt.momentum, weight_decay=opt.weight_decay,
-      grad_clip=opt.grad_clip or None)
+      grad_clip=opt.grad_clip or None,
+      task=tasks.get(config.get('task', 'classification')))
   # Equal static fields let a second run in one process reuse the step.
   tx, schedule = _optimizer(num_steps, opt.learning_rate, opt.momentum,
                             opt.weight_decay, opt.grad_clip or None)

@@ -301,6 +301,13 @@ class SearchJob:
                    'ratio': decision.ratio,
                    'rule': dict(self.config.search.early_stop)}
       self.epochs = epoch + 1  # The loop ends after this epoch.
+    if epoch + 1 == self.epochs and isinstance(state.task,
+                                               tasks.Segmentation):
+      from jaxdarts.viz import segmentation  # pylint: disable=g-import-not-at-top
+      samples = segmentation.samples(state, self.halves.alphas_half)
+      if loop.is_writer():
+        segmentation.save_samples(self.workdir / segmentation.SAMPLES_FILE,
+                                  samples)
     if loop.is_writer():
       # On the host: only process 0 gets here, so nothing may run on the mesh.
       self.workdir.write_epoch(epoch, genotype, strengths,

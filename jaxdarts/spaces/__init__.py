@@ -19,8 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from jaxdarts.spaces.darts_cnn.space import SearchSpace
+from jaxdarts.spaces.darts_seg.space import SegSearchSpace
 
 SPACES: dict[str, type] = {'darts_cnn': SearchSpace}
+SPACES['darts_seg'] = SegSearchSpace
 
 
 def get(name: str, **options: Any):

@@ -6,8 +6,10 @@ from typing import Any
 
 from jaxdarts.tasks.base import Task
 from jaxdarts.tasks.classification import Classification
+from jaxdarts.tasks.segmentation import Segmentation
 
 TASKS: dict[str, type] = {'classification': Classification}
+TASKS['segmentation'] = Segmentation
 
 
 def get(name: str, **options: Any) -> Task:

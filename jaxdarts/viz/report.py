@@ -19,7 +19,9 @@ cifar_search.py``) wrote into its workdir:
   epoch, and where DARTS-ES stopped the search (``early_stop.json``);
 * the training and validation curves (``metrics.jsonl``) and the last value
   of every metric;
-* the config (``config.json``).
+* the config (``config.json``);
+* for a segmentation search, a few validation images with their true and
+  predicted masks (`jaxdarts.viz.segmentation`).
 
 A missing or unreadable part is stated in the page where it would have been;
 only a workdir without any genotype is an error. Every text taken from the
@@ -54,6 +56,7 @@ from jaxdarts.run.workdir import Workdir
 from jaxdarts.viz import cells
 from jaxdarts.viz import health
 from jaxdarts.viz import history
+from jaxdarts.viz import segmentation
 from jaxdarts.spaces.darts_cnn.genotype import Genotype
 from jaxdarts.spaces.darts_cnn.networks import NetworkCIFAR
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES
@@ -175,6 +178,15 @@ def write_report(workdir: PathLike) -> Path:
         _cost_section(shown, config, images),
         _config_section(config, config_error),
     ]
+    if (workdir / segmentation.SAMPLES_FILE).is_file():
+      sections.insert(-1, _section(
+          'Segmentation: validation images, true and predicted masks',
+          _note('The first images of the alphas half; the supernet at the '
+                'end of the search. Background black, ignored pixels white.'),
+          _figure(lambda path: segmentation.draw_samples(
+              workdir / segmentation.SAMPLES_FILE, path),
+                  images / 'segmentation.png',
+                  'validation images, true and predicted masks')))
   path = workdir / REPORT_DIR / REPORT_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(_page(workdir, config, sections), encoding='utf-8')

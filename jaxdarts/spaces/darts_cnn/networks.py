@@ -207,10 +207,18 @@ class _CellStack(nn.Module):
   aux_pool_stride = 3
   aux_final_bn = True
   first_reduction_prev = False
+  stem_stride = 1  # Of the stem's output that the first cell reads as s1.
 
-  def _cells(self, s0, s1, train: bool, drop_path_rate: Rate):
-    """Runs the cells; returns ``(s1, aux_input)``."""
+  def _cells(self, s0, s1, train: bool, drop_path_rate: Rate,
+             features: dict[int, jax.Array] | None = None):
+    """Runs the cells; returns ``(s1, aux_input)``.
+
+    With ``features``, puts into it the last cell output at each
+    resolution (before each reduction cell, and the final one), keyed by
+    its stride relative to the input image.
+    """
     reductions = reduction_cells(self.layers)
+    stride = self.stem_stride
     aux_at = 2 * self.layers // 3
     channels, reduction_prev = self.channels, self.first_reduction_prev
     aux_input = None
@@ -222,6 +230,10 @@ class _CellStack(nn.Module):
                       name=f'cell_{i}')
       s0, s1 = s1, cell(s0, s1, train, drop_path_rate)
       reduction_prev = reduction
+      stride *= 2 if reduction else 1
+      if features is not None and (i + 1 in reductions
+                                   or i + 1 == self.layers):
+        features[stride] = s1
       if i == aux_at:
         aux_input = s1
     return s1, aux_input
@@ -251,6 +263,10 @@ class NetworkCIFAR(_CellStack):
   ``__call__(images, train, drop_path_rate=0.)`` returns the logits, or
   ``(logits, aux_logits)`` when training with ``auxiliary``. Drop path needs
   a ``'dropout'`` rng when ``train`` and the rate is not a literal 0.
+  With ``return_features=True`` it returns ``(outputs, features)``: the
+  same outputs and, as a backbone for dense heads, ``{stride: [N, H /
+  stride, W / stride, C_stride]}``, the last cell output at strides 1, 2
+  and 4 (one per stage).
 
   Attributes:
     genotype: the architecture.
@@ -270,12 +286,15 @@ class NetworkCIFAR(_CellStack):
   bn_axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, images, train: bool, drop_path_rate: Rate = 0.):
+  def __call__(self, images, train: bool, drop_path_rate: Rate = 0., *,
+               return_features: bool = False):
     x = _conv(self.stem_multiplier * self.channels, 3, padding=1,
               name='stem_conv')(images)
     x = ops.batch_norm(train, True, self.bn_axis_name, name='stem_bn')(x)
-    s1, aux_input = self._cells(x, x, train, drop_path_rate)
-    return self._head(s1, aux_input, train)
+    features = {} if return_features else None
+    s1, aux_input = self._cells(x, x, train, drop_path_rate, features)
+    outputs = self._head(s1, aux_input, train)
+    return (outputs, features) if return_features else outputs
 
 
 class NetworkImageNet(_CellStack):
@@ -288,7 +307,9 @@ class NetworkImageNet(_CellStack):
   and has no BN after its 2x2 convolution, as in the reference code. The
   final pooling is a global average (the reference's 7x7 pool at 224x224).
 
-  ``__call__(images, train, drop_path_rate=0.)`` as :class:`NetworkCIFAR`.
+  ``__call__(images, train, drop_path_rate=0., return_features=False)`` as
+  :class:`NetworkCIFAR`; its features are at strides 4 (stem 0), 8, 16 and
+  32.
 
   Attributes:
     genotype: the architecture.
@@ -308,9 +329,11 @@ class NetworkImageNet(_CellStack):
   aux_pool_stride = 2
   aux_final_bn = False
   first_reduction_prev = True
+  stem_stride = 8
 
   @nn.compact
-  def __call__(self, images, train: bool, drop_path_rate: Rate = 0.):
+  def __call__(self, images, train: bool, drop_path_rate: Rate = 0., *,
+               return_features: bool = False):
     c, bn = self.channels, self.bn_axis_name
     x = _conv(c // 2, 3, 2, padding=1, name='stem0_conv0')(images)
     x = nn.relu(ops.batch_norm(train, True, bn, name='stem0_bn0')(x))
@@ -318,5 +341,7 @@ class NetworkImageNet(_CellStack):
     s0 = ops.batch_norm(train, True, bn, name='stem0_bn1')(x)
     x = _conv(c, 3, 2, padding=1, name='stem1_conv')(nn.relu(s0))
     s1 = ops.batch_norm(train, True, bn, name='stem1_bn')(x)
-    s1, aux_input = self._cells(s0, s1, train, drop_path_rate)
-    return self._head(s1, aux_input, train)
+    features = {4: s0} if return_features else None
+    s1, aux_input = self._cells(s0, s1, train, drop_path_rate, features)
+    outputs = self._head(s1, aux_input, train)
+    return (outputs, features) if return_features else outputs

@@ -1,0 +1,1 @@
+"""The DARTS cell space searched for semantic segmentation (``darts_seg``)."""
