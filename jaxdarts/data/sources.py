@@ -19,7 +19,8 @@ from jaxdarts.data.dataset import (Dataset, DatasetNotFoundError,
 
 SPLITS = ('train', 'test')
 NPZ_PREFIX = 'npz:'
-VALID_NAMES = "'cifar10', 'cifar100', 'digits' or 'npz:/path/to/arrays.npz'"
+VALID_NAMES = ("'cifar10', 'cifar100', 'digits', 'digits_canvas' or "
+               "'npz:/path/to/arrays.npz'")
 
 # Below this height or width, npz datasets default to no random cropping.
 NPZ_MIN_CROP_SIZE = 16
@@ -59,6 +60,9 @@ def load_dataset(name: str, split: str, *,
     return load_tfds(name, split, data_dir)
   if name == 'digits':
     return _load_digits(split)
+  if name == 'digits_canvas':
+    from jaxdarts.data.canvas import load_canvas  # pylint: disable=g-import-not-at-top
+    return load_canvas(split)
   if name.startswith(NPZ_PREFIX):
     return _load_npz(name[len(NPZ_PREFIX):], split)
   raise ValueError(f'Unknown dataset {name!r}; valid names: {VALID_NAMES}.')

@@ -98,6 +98,9 @@ def run_search(config: ml_collections.ConfigDict,
   """
   mesh, workdir = loop.prepare(config, workdir, config.search.batch_size,
                                'config.search.batch_size')
+  # Genotype files are read back (on resume) as the space's genotype type.
+  workdir.genotype_type = getattr(_space(config), 'genotype_type',
+                                  workdir.genotype_type)
   halves = load_halves(config)
   job = SearchJob(config, halves, mesh, workdir)
   state, finished = loop.run_or_resume(
@@ -154,9 +157,7 @@ def search_batches(config: ml_collections.ConfigDict, halves: Halves,
 def initial_state(config: ml_collections.ConfigDict, halves: Halves,
                   num_steps: int) -> SearchState:
   """A freshly initialised state (also the target a checkpoint restores to)."""
-  space = spaces.get(config.model.space,
-                     primitives=tuple(config.model.primitives),
-                     num_nodes=config.model.num_nodes)
+  space = _space(config)
   model = space.supernet(
       halves.weights_half.num_classes, channels=config.model.channels,
       layers=config.model.layers, scan_cells=config.model.scan_cells,
@@ -174,6 +175,12 @@ def initial_state(config: ml_collections.ConfigDict, halves: Halves,
       task=tasks.get(config.get('task', 'classification')),
       hypergradient=config.search.hypergradient, weight_tx=weight_tx,
       weight_lr=weight_lr, arch_tx=arch_tx)
+
+
+def _space(config: ml_collections.ConfigDict):
+  return spaces.get(config.model.space,
+                    primitives=tuple(config.model.primitives),
+                    num_nodes=config.model.num_nodes)
 
 
 def _hashable(fields: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
@@ -263,8 +270,11 @@ class SearchJob:
 
 
 def _draw(genotype, directory) -> None:
-  """The cell drawings, if matplotlib is installed."""
+  """The cell drawings, if matplotlib is installed (DARTS CNN cells only)."""
+  from jaxdarts.spaces.darts_cnn.genotype import Genotype  # pylint: disable=g-import-not-at-top
   from jaxdarts.viz import cells  # pylint: disable=g-import-not-at-top
+  if not isinstance(genotype, Genotype):
+    return  # Other spaces have no drawing yet; genotype.txt says it all.
   with contextlib.suppress(ImportError):
     cells.draw_genotype(genotype, directory)
     return

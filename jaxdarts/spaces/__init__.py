@@ -19,8 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from jaxdarts.spaces.darts_cnn.space import SearchSpace
+from jaxdarts.spaces.nb201.space import NB201Space
 
-SPACES: dict[str, type] = {'darts_cnn': SearchSpace}
+SPACES: dict[str, type] = {'darts_cnn': SearchSpace, 'nb201': NB201Space}
 
 
 def get(name: str, **options: Any):
