@@ -288,10 +288,11 @@ def versions() -> dict[str, str]:
 
 
 def write_table(table: dict[str, Any], path: str | os.PathLike[str]) -> None:
-  """Writes the table as gzipped JSON (deterministic bytes: no mtime)."""
+  """Writes the table as gzipped JSON (deterministic bytes: no name or
+  mtime in the header)."""
   text = json.dumps(table, indent=None, sort_keys=True).encode()
   with open(path, 'wb') as f:
-    with gzip.GzipFile(fileobj=f, mode='wb', mtime=0) as z:
+    with gzip.GzipFile(filename='', fileobj=f, mode='wb', mtime=0) as z:
       z.write(text)
 
 
