@@ -30,6 +30,25 @@ def test_unique_genotypes_by_hand():
     assert rep.canonical() == ('x',) * paths
 
 
+def test_digits_canvas_is_fixed_and_holds_the_digits():
+  from jaxdarts import data  # pylint: disable=import-outside-toplevel
+  train = data.load_dataset('digits_canvas', 'train')
+  test = data.load_dataset('digits_canvas', 'test')
+  digits = data.load_dataset('digits', 'test')
+  assert train.images.shape == (1437, 16, 16, 1)
+  assert test.images.shape == (1080, 16, 16, 1)
+  np.testing.assert_array_equal(test.labels, np.tile(digits.labels, 3))
+  np.testing.assert_array_equal(
+      data.load_dataset('digits_canvas', 'train').images, train.images)
+  # The digit is somewhere: the brightest 8x8 window of a canvas carries
+  # about half of its ink (0.49); on noise and distractors alone, 0.33.
+  canvas = train.images[..., 0].astype(np.float64)
+  windows = np.lib.stride_tricks.sliding_window_view(canvas, (8, 8),
+                                                     axis=(1, 2))
+  share = windows.sum((-1, -2)).max((1, 2)) / canvas.sum((1, 2))
+  assert np.median(share) > 0.42
+
+
 @pytest.fixture(scope='module')
 def tiny_tables():
   trainer = minibench.Trainer(TINY)

@@ -28,12 +28,10 @@ TEST_COPIES = 3
 _SEEDS = {'train': 1, 'test': 2}
 
 
-def render(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-           *, canvas: int = CANVAS, noise: float = NOISE) -> np.ndarray:
+def render(digits: np.ndarray, rng: np.random.Generator, *,
+           canvas: int = CANVAS, noise: float = NOISE) -> np.ndarray:
   """uint8 ``[N, canvas, canvas, 1]`` canvases of float ``[N, 8, 8]``
-  digits in 0..1 (see the module docstring); ``labels`` are unused but
-  keep the call self-describing."""
-  del labels
+  digits in 0..1 (see the module docstring)."""
   n, size = len(digits), digits.shape[1]
   out = rng.normal(0.0, noise, (n, canvas, canvas)).astype(np.float32)
   contrast = rng.uniform(0.5, 1.0, n).astype(np.float32)
@@ -58,7 +56,7 @@ def load_canvas(split: str) -> Dataset:
   digits = np.tile(source.images[..., 0].astype(np.float32) / 255.0,
                    (copies, 1, 1))
   labels = np.tile(source.labels, copies)
-  images = render(digits, labels, np.random.default_rng(_SEEDS[split]))
+  images = render(digits, np.random.default_rng(_SEEDS[split]))
   train = (images if split == 'train' else
            load_canvas('train').images)
   mean, std = channel_stats(train)

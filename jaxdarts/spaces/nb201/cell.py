@@ -46,9 +46,11 @@ KERNELS = {'nor_conv_1x1': 1, 'nor_conv_3x3': 3}
 
 def apply_op(op: str, x, *, channels: int, train: bool,
              affine: bool, bn_axis_name: str | None):
-  """``op(x)``; a convolution is a submodule (named ``op``) of the module
-  whose method calls this.
-  Returns None for ``none`` (zero)."""
+  """``op(x)``, or None for ``none`` (zero).
+
+  Call it inside a module's compact method: a convolution becomes a
+  submodule of that module, named ``op``.
+  """
   if op == 'none':
     return None
   if op == 'skip_connect':

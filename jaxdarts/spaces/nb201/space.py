@@ -18,6 +18,9 @@ operation, ``none`` included, as the paper's DARTS baseline does.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -116,20 +119,17 @@ class NB201Space:
 
   def resolve_genotype(self, spec):
     """A genotype from its string form, JSON ``{"arch": ...}`` or a file."""
-    import os  # pylint: disable=g-import-not-at-top
     if isinstance(spec, self.genotype_type):
       return spec.validate(self)
     text = str(spec)
     if os.path.isfile(text):
       return self.genotype_type.load(text, self)
     if text.lstrip().startswith('{'):
-      import json  # pylint: disable=g-import-not-at-top
       return self.genotype_type.from_dict(json.loads(text), self)
     return self.parse_genotype(text)
 
   def genotypes(self):
     """Every genotype of the space, in lexicographic order of the ops."""
-    import itertools  # pylint: disable=g-import-not-at-top
     for ops in itertools.product(self.primitives, repeat=self.num_edges):
       yield self.genotype_type.from_ops(ops)
 
