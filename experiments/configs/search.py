@@ -12,6 +12,8 @@ override any field with ``--config.FIELD=VALUE``, e.g.
 * ``pc_darts``, ``gdas``, ``darts_minus``: those methods' CIFAR-10
   searches, with their papers' hyperparameters.
 * ``digits_budget``: ``digits`` under a multiply-add budget.
+* ``nb201_digits``: a search in the NAS-Bench-201-style space on
+  ``digits_canvas``, scored against the stored table.
 
 Wall times on the development CPU are in ``benchmarks/RESULTS.md``.
 """
@@ -325,11 +327,39 @@ def segmentation_digits() -> ml_collections.ConfigDict:
   return config
 
 
+def nb201_digits() -> ml_collections.ConfigDict:
+  """A first-order search in the NAS-Bench-201-style space, scored offline.
+
+  The ``nb201`` space restricted to the ops of the stored table
+  (``none``, ``skip_connect``, ``nor_conv_3x3`` on 6 edges: 729 cells),
+  C=8, 3 cells (one per stage), on ``digits_canvas`` (digits at random
+  places on a noisy 16x16 canvas), batch 64, 10 epochs of 11 steps::
+
+    python experiments/cifar_search.py \\
+      --config=experiments/configs/search.py:nb201_digits --workdir=DIR
+
+  Score the derived cell (and other methods, several seeds) against
+  ``benchmarks/minibench_nb201_3op.json.gz`` with ``experiments/score.py``.
+  """
+  config = digits()
+  config.data.name = 'digits_canvas'
+  config.data.augment = False
+  config.model.space = 'nb201'
+  config.model.primitives = ('none', 'skip_connect', 'nor_conv_3x3')
+  config.model.num_nodes = 4
+  config.model.channels = 8
+  config.model.layers = 3
+  config.search.epochs = 10
+  config.search.batch_size = 64
+  return config
+
+
 _PRESETS = {'first_order': first_order, 'second_order': second_order,
             'digits': digits, 'tiny': tiny}
 _PRESETS.update(pc_darts=pc_darts, gdas=gdas, darts_minus=darts_minus)
 _PRESETS['digits_budget'] = digits_budget
 _PRESETS['segmentation_digits'] = segmentation_digits
+_PRESETS['nb201_digits'] = nb201_digits
 PRESETS = tuple(_PRESETS)
 
 

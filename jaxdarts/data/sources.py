@@ -23,7 +23,8 @@ from jaxdarts.tasks.segmentation import IGNORE_LABEL
 SPLITS = ('train', 'test')
 NPZ_PREFIX = 'npz:'
 VALID_NAMES = ("'cifar10', 'cifar100', 'digits', 'segdigits', "
-               "'oxford_iiit_pet' or 'npz:/path/to/arrays.npz'")
+               "'digits_canvas', 'oxford_iiit_pet' or "
+               "'npz:/path/to/arrays.npz'")
 
 # Below this height or width, npz datasets default to no random cropping.
 NPZ_MIN_CROP_SIZE = 16
@@ -69,6 +70,9 @@ def load_dataset(name: str, split: str, *,
     return segdigits.load_segdigits(split)
   if name == pets.NAME:
     return pets.load_pets(split, data_dir)
+  if name == 'digits_canvas':
+    from jaxdarts.data.canvas import load_canvas  # pylint: disable=g-import-not-at-top
+    return load_canvas(split)
   if name.startswith(NPZ_PREFIX):
     return _load_npz(name[len(NPZ_PREFIX):], split)
   raise ValueError(f'Unknown dataset {name!r}; valid names: {VALID_NAMES}.')

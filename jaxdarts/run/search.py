@@ -110,6 +110,9 @@ def run_search(config: ml_collections.ConfigDict,
   """
   mesh, workdir = loop.prepare(config, workdir, config.search.batch_size,
                                'config.search.batch_size')
+  # Genotype files are read back (on resume) as the space's genotype type.
+  workdir.genotype_type = getattr(_space(config), 'genotype_type',
+                                  workdir.genotype_type)
   halves = load_halves(config)
   if config.search.get('seeds', 1) != 1:
     from jaxdarts.run import seeds  # pylint: disable=g-import-not-at-top
@@ -180,9 +183,7 @@ def initial_state(config: ml_collections.ConfigDict, halves: Halves,
   With a budget (``config.search.budget``), the method is wrapped by
   `jaxdarts.cost.search.wrap` (its latency table in ``workdir``).
   """
-  space = spaces.get(config.model.space,
-                     primitives=tuple(config.model.primitives),
-                     num_nodes=config.model.num_nodes)
+  space = _space(config)
   model = space.supernet(
       halves.weights_half.num_classes, channels=config.model.channels,
       layers=config.model.layers, scan_cells=config.model.scan_cells,
@@ -206,6 +207,12 @@ def initial_state(config: ml_collections.ConfigDict, halves: Halves,
       task=tasks.get(config.get('task', 'classification')),
       hypergradient=config.search.hypergradient, weight_tx=weight_tx,
       weight_lr=weight_lr, arch_tx=arch_tx)
+
+
+def _space(config: ml_collections.ConfigDict):
+  return spaces.get(config.model.space,
+                    primitives=tuple(config.model.primitives),
+                    num_nodes=config.model.num_nodes)
 
 
 def _hashable(fields: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
@@ -330,8 +337,11 @@ class SearchJob:
 
 
 def _draw(genotype, directory) -> None:
-  """The cell drawings, if matplotlib is installed."""
+  """The cell drawings, if matplotlib is installed (DARTS CNN cells only)."""
+  from jaxdarts.spaces.darts_cnn.genotype import Genotype  # pylint: disable=g-import-not-at-top
   from jaxdarts.viz import cells  # pylint: disable=g-import-not-at-top
+  if not isinstance(genotype, Genotype):
+    return  # Other spaces have no drawing yet; genotype.txt says it all.
   with contextlib.suppress(ImportError):
     cells.draw_genotype(genotype, directory)
     return

@@ -20,9 +20,10 @@ from typing import Any
 
 from jaxdarts.spaces.darts_cnn.space import SearchSpace
 from jaxdarts.spaces.darts_seg.space import SegSearchSpace
+from jaxdarts.spaces.nb201.space import NB201Space
 
-SPACES: dict[str, type] = {'darts_cnn': SearchSpace}
-SPACES['darts_seg'] = SegSearchSpace
+SPACES: dict[str, type] = {'darts_cnn': SearchSpace, 'darts_seg': SegSearchSpace,
+                           'nb201': NB201Space}
 
 
 def get(name: str, **options: Any):
