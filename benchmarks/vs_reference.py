@@ -31,7 +31,13 @@ them (torch 2.13 still accepts them, with a warning).
 
 Both sides run with ``--threads`` CPU threads: torch via
 ``torch.set_num_threads`` and XLA by restricting the process to that many
-cores (XLA:CPU sizes its thread pool by the schedulable cores).
+cores (XLA:CPU sizes its thread pool by the schedulable cores). Run it on
+an otherwise idle machine: with other jobs on the same cores, torch's
+OpenMP threads wait for each other at every op and its step slows down
+many-fold (on the 2-core development machine at a load of 10, a tiny
+supernet's forward and backward took 10-31 s with 2 threads against 0.4 s
+with 1), so the script prints each child's 1-minute load average and warns
+when it exceeds the core count.
 """
 
 import json
@@ -256,6 +262,11 @@ def main(argv):
       jax_ = (run_child('jaxdarts', method, batch)
               if 'jaxdarts' in FLAGS.sides else {})
       for name, r in (('reference', ref), ('jaxdarts', jax_)):
+        if max(r.get('load', [0]) or [0]) > os.cpu_count():
+          print(f'warning: the {name} side ran with a 1-minute load of '
+                f'{r["load"]} on {os.cpu_count()} cores: other jobs shared '
+                'them (torch\'s OpenMP threads slow down many-fold then).',
+                flush=True)
         if 'error' in r:
           print(f'{method} batch {batch}: the {name} side failed:\n'
                 f'{r["error"]}', flush=True)
