@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
   result = search.run_search(FLAGS.config, FLAGS.workdir)
   state = 'finished' if result.finished else 'stopped early (resumable)'
   workdir = Path(FLAGS.workdir)
-  if isinstance(result.genotype, tuple):  # config.search.seeds > 1.
+  if FLAGS.config.search.get('seeds', 1) > 1:  # One genotype per seed.
     print(f'Search of {len(result.genotype)} seeds {state} at step '
           f'{int(result.state.step)}.', flush=True)
     for index, genotype in enumerate(result.genotype):
