@@ -1,10 +1,9 @@
-"""The offline benchmark: deduplication, a regenerated tiny table (format,
-determinism) and the stored table's format."""
+"""The offline benchmark: the task, deduplication, a regenerated tiny
+table (format, determinism), the table statistics and the scorer."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from jaxdarts.bench import minibench
 from jaxdarts.spaces.nb201.genotype import Genotype
 
-STORED = Path(__file__).parents[1] / 'benchmarks' / 'minibench_nb201_3op.json.gz'
 TINY = minibench.BenchConfig(primitives=('none', 'skip_connect'),
                              num_nodes=3, channels=2, epochs=1, seeds=(0, 1))
 
