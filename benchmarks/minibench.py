@@ -1,6 +1,7 @@
 """Trains every cell of an NB201-style (sub-)space; writes the table.
 
-The logic is `jaxdarts.bench.minibench`. The stored table was made with::
+The logic is `jaxdarts.bench.minibench`. Make the 3-op table (not yet in
+the repository: about 20-30 min on the shared 2-core CPU) with::
 
   flock /tmp/jaxdarts-cpu.lock env JAX_PLATFORMS=cpu PYTHONPATH=$PWD \\
     python3 benchmarks/minibench.py --out=benchmarks/minibench_nb201_3op.json.gz

@@ -338,8 +338,8 @@ def nb201_digits() -> ml_collections.ConfigDict:
     python experiments/cifar_search.py \\
       --config=experiments/configs/search.py:nb201_digits --workdir=DIR
 
-  Score the derived cell (and other methods, several seeds) against
-  ``benchmarks/minibench_nb201_3op.json.gz`` with ``experiments/score.py``.
+  Score the derived cell (and other methods, several seeds) against the
+  table of ``benchmarks/minibench.py`` with ``experiments/score.py``.
   """
   config = digits()
   config.data.name = 'digits_canvas'

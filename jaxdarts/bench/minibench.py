@@ -34,7 +34,7 @@ import json
 import os
 import platform
 import time
-from typing import Any, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
