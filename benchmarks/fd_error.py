@@ -142,7 +142,6 @@ def paper_part():
 
 
 def preset_part(name):
-  import jax  # pylint: disable=g-import-not-at-top
   from experiments.configs import search as configs  # pylint: disable=g-import-not-at-top
   from jaxdarts.core.step import search_step  # pylint: disable=g-import-not-at-top
   from jaxdarts.run import search  # pylint: disable=g-import-not-at-top
@@ -162,7 +161,6 @@ def preset_part(name):
     if epoch == config.search.epochs:
       return
     state, _ = search_step(state, train, val)
-    del jax
 
 
 def main(argv):

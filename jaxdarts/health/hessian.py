@@ -67,7 +67,8 @@ def lanczos_max_eigenvalue(matvec: Callable[[jax.Array], jax.Array],
   start_rng, restart_rng = jax.random.split(rng)
   start = jax.random.normal(start_rng, (dim,), dtype)
   restarts = jax.random.normal(restart_rng, (k, dim), dtype)
-  basis = jnp.zeros((k + 1, dim), dtype).at[0].set(start / jnp.linalg.norm(start))
+  basis = jnp.zeros((k + 1, dim), dtype)
+  basis = basis.at[0].set(start / jnp.linalg.norm(start))
 
   def orthogonalise(r, basis, i):
     used = (jnp.arange(k + 1) <= i)[:, None]

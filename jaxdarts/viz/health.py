@@ -37,7 +37,8 @@ def is_health_metric(key: str) -> bool:
   return key in (EIGENVALUE, RATIO) or bool(_CELL_KEY.match(key))
 
 
-def health_series(workdir: PathLike) -> dict[str, tuple[list[int], list[float]]]:
+def health_series(workdir: PathLike
+                  ) -> dict[str, tuple[list[int], list[float]]]:
   """``{key: (epochs, values)}`` of every health signal in metrics.jsonl."""
   series: dict[str, tuple[list[int], list[float]]] = {}
   for record in Workdir(workdir).metrics():

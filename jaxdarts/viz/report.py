@@ -373,7 +373,8 @@ def _early_stop(workdir: Workdir) -> str | None:
     return None
   return (f'DARTS-ES stopped the search after epoch {stop.get("epoch")} '
           f'(eigenvalue local-average ratio {stop.get("ratio", 0):.3g}); the '
-          f'final genotype is that of the stop epoch, {stop.get("stop_epoch")}.')
+          'final genotype is that of the stop epoch, '
+          f'{stop.get("stop_epoch")}.')
 
 
 def _health_section(workdir: Workdir, images: Path) -> str:
