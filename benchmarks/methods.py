@@ -119,7 +119,8 @@ def main(argv):
     print(f'{name:<14} {r["step_s"]:>8.3f} '
           f'{r["step_s"] / reference["step_s"]:>8.2f} {temp:>9.1f} '
           f'{temp / (ref_temp or float("nan")):>8.2f} '
-          f'{r["peak_mib"]:>9.0f} {r["peak_mib"] / reference["peak_mib"]:>8.2f} '
+          f'{r["peak_mib"]:>9.0f} '
+          f'{r["peak_mib"] / reference["peak_mib"]:>8.2f} '
           f'{r["compile_s"]:>10.1f}', flush=True)
 
 

@@ -20,13 +20,15 @@ def test_alphas_stay_until_the_warmup_ends_then_adam_starts_afresh():
       weight_tx=optax.sgd(0.1), weight_lr=0.1,
       arch_tx=default_arch_optimizer(learning_rate=0.1, warmup_steps=2))
   initial = jax.device_get(state.alphas)
-  before = jaxdarts.search_step._cache_size()  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  cache_size = jaxdarts.search_step._cache_size
+  before = cache_size()
   alphas, params = [], []
   for _ in range(3):
     state, _ = jaxdarts.search_step(state, train, val)
     alphas.append(jax.device_get(state.alphas))
     params.append(jax.device_get(state.params))
-  assert jaxdarts.search_step._cache_size() == before + 1  # pylint: disable=protected-access
+  assert cache_size() == before + 1  # One compilation for all three steps.
   for step in (0, 1):  # Frozen, bitwise; the weights train meanwhile.
     for got, want in zip(jax.tree.leaves(alphas[step]),
                          jax.tree.leaves(initial)):
@@ -47,7 +49,8 @@ def test_the_search_config_sets_the_warmup_in_epochs():
             ('arch_weight_decay', 0.0), ('grad_clip', 5.0),
             ('momentum', 0.9), ('weight_decay', 0.0), ('weight_lr', 0.1),
             ('weight_min_lr', 0.001))
-  _, _, tx = search._optimizers(10, fields, 4)  # pylint: disable=protected-access
+  optimizers = search._optimizers  # pylint: disable=protected-access
+  _, _, tx = optimizers(10, fields, 4)
   params = {'a': jnp.ones(2)}
   opt_state = tx.init(params)
   for step in range(5):

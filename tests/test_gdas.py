@@ -105,5 +105,6 @@ def test_temperature_schedule_and_deterministic_weights():
 def test_second_order_hypergradients_are_refused():
   with pytest.raises(ValueError, match="'gdas' method has no differentiable"):
     jaxdarts.create_search_state(
-        jax.random.key(0), tiny_model(space=TINY_SPACE), jnp.zeros((2, 8, 8, 3)),
+        jax.random.key(0), tiny_model(space=TINY_SPACE),
+        jnp.zeros((2, 8, 8, 3)),
         method='gdas', hypergradient='exact', num_steps=4)

@@ -6,7 +6,8 @@
 parts are concatenated and the channels shuffled with ``K`` groups, so the
 next edge mixes other channels::
 
-    f_e(x) = shuffle_K([sum_k softmax(alpha_e)_k op_k(x[:C/K]), bypass(x[C/K:])])
+    f_e(x) = shuffle_K([sum_k softmax(alpha_e)_k op_k(x[:C/K]),
+                        bypass(x[C/K:])])
 
 *Edge normalisation.* Each node weighs its incoming edges by a softmax of
 per-edge betas over the node's edges, ``node_j = sum_{i<j}
