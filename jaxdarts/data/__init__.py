@@ -4,7 +4,9 @@ Sources (:func:`load_dataset`): ``'cifar10'`` and ``'cifar100'`` from a copy
 prepared with tensorflow-datasets (a run never downloads; prepare once with
 ``python -m jaxdarts.data prepare cifar10 --data_dir=DIR``), ``'digits'``
 (scikit-learn's bundled 8x8 digits, for quick offline runs), ``'segdigits'``
-(a segmentation set pasted from them, :mod:`~jaxdarts.data.segdigits`) and
+(a segmentation set pasted from them, :mod:`~jaxdarts.data.segdigits`),
+``'oxford_iiit_pet'`` (pet masks from a prepared tensorflow-datasets copy,
+:mod:`~jaxdarts.data.pets`) and
 ``'npz:PATH'`` (a user's arrays). Labels may be per-pixel masks ``[N, H,
 W]``: the augmentation crops and flips them with their images. A split lives in host memory as uint8 NHWC images and int32
 labels; batches are ``{'image': float32 [B, H, W, C] normalised, 'label':
