@@ -219,8 +219,8 @@ def test_selection_ranks_the_retrained_seeds(tmp_path, monkeypatch):
   monkeypatch.setattr(report, '_figure',
                       lambda draw, path, alt: f'<img alt="{alt}">')
   page = report.write_report(workdir).read_text()
-  seeds_part = page[page.index('<h2>Seeds'):page.index('</section>',
-                                                        page.index('<h2>Seeds'))]
+  start = page.index('<h2>Seeds')
+  seeds_part = page[start:page.index('</section>', start)]
   assert 'seed_1 (kept)' in seeds_part and '0.9500' in seeds_part
   assert seeds_part.count('normal cell"') == 2
   assert '<td>normal</td><td>3</td><td>2</td>' in seeds_part

@@ -170,7 +170,8 @@ def search_batches(config: ml_collections.ConfigDict, halves: Halves,
   (with ``seed``, those of a run with ``config.search.seed = seed``)."""
   return data_lib.SearchBatches(
       halves.weights_half, halves.alphas_half, config.search.batch_size,
-      seed=config.search.seed if seed is None else seed, augment=config.data.augment, start=start,
+      seed=config.search.seed if seed is None else seed,
+      augment=config.data.augment, start=start,
       shard_index=jax.process_index(), shard_count=jax.process_count())
 
 

@@ -6,7 +6,8 @@ to :func:`run_seeds`: N independent searches, seed ``i`` with the seed
 augmentation, exactly as a run with ``--config.search.seed=<seed + i>``),
 stacked along a leading seed axis (`jaxdarts.core.seeds.SeedStates`) and
 advanced by one vmapped step, compiled once. The paper ran four searches
-and kept the best cell after a short retraining (``experiments/select_seeds.py``).
+and kept the best cell after a short retraining
+(``experiments/select_seeds.py``).
 
 The workdir holds what every seed shares: ``config.json``, the
 ``checkpoints/`` (one checkpoint of all seeds; a resumed run is bitwise
@@ -171,7 +172,8 @@ class SeedsJob(search.SearchJob):
                              one.model.space.primitives)
         if epoch + 1 == self.epochs:
           seed_dir.write_genotype(genotype)
-          search._draw(genotype, seed_dir / 'cells')  # pylint: disable=protected-access
+          draw = search._draw  # pylint: disable=protected-access
+          draw(genotype, seed_dir / 'cells')
       previous, self.previous[i] = self.previous[i], genotype
       change = ('unchanged' if genotype.same_architecture(previous) else
                 f'{"derived" if previous is None else "changed"}: {genotype}')
