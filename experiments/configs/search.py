@@ -278,8 +278,8 @@ def digits_budget() -> ml_collections.ConfigDict:
   The budget is for the network the ``digits`` retraining preset builds
   (5 cells of C=8, one 8x8 digit): ProxylessNAS's ``mul#log`` penalty
   towards 300k multiply-adds and a hard limit of 300k on the derived
-  genotype (the space's networks cost 175k to 558k; the unconstrained
-  ``digits`` search derives about 500k)::
+  genotype (the space's networks cost 175k to 558k multiply-adds,
+  ``benchmarks/RESULTS.md``)::
 
     python experiments/cifar_search.py \\
       --config=experiments/configs/search.py:digits_budget \\

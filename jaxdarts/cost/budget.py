@@ -105,7 +105,7 @@ class Budgeted(Method):
   """
   name: ClassVar[str] = 'budgeted'
   inner: Method = None
-  table: CostTable = None
+  table: CostTable = dataclasses.field(default=None, repr=False)
   metric: str = 'macs'
   penalty: str = ''
   target: float = 0.

@@ -187,9 +187,9 @@ def main(argv=None) -> None:
     genotype = space.resolve_genotype(args.genotype)
     predicted = table.genotype_cost(genotype, 'ms')
     measured = network_latency(genotype, geometry, repeats=args.repeats)
+    off = 100 * (predicted / measured - 1)
     print(f'network: predicted {predicted:.3f} ms, measured {measured:.3f} '
-          f'ms per batch of {args.batch} ({100 * (predicted / measured - 1):+.1f}'
-          '% off)')
+          f'ms per batch of {args.batch} ({off:+.1f}% off)')
 
 
 if __name__ == '__main__':

@@ -140,7 +140,8 @@ class _Stem(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = networks._conv(self.features, 3, padding=1)(x)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    x = networks._conv(self.features, 3, padding=1)(x)
     return ops.batch_norm(train, True)(x)
 
 
@@ -150,8 +151,9 @@ class _Head(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train
-    return networks._dense(self.num_classes, 'classifier')(  # pylint: disable=protected-access
-        jnp.mean(x, axis=(1, 2)))
+    # pylint: disable-next=protected-access
+    dense = networks._dense(self.num_classes, 'classifier')
+    return dense(jnp.mean(x, axis=(1, 2)))
 
 
 def _count(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
