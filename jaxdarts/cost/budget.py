@@ -147,8 +147,8 @@ class Budgeted(Method):
 
   def arch_objective(self, loss, arch, *, step):
     objective = self.inner.arch_objective(loss, arch, step=step)
-    if not self.penalty:
-      return objective
+    if not self.penalty or (self.penalty != 'mul#log' and not self.lambda_):
+      return objective  # No penalty: the inner method's program, unchanged.
     return penalized(objective, self.expected(arch, step=step),
                      penalty=self.penalty, target=self.target,
                      alpha=self.alpha, beta=self.beta, lambda_=self.lambda_)
