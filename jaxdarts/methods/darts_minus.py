@@ -30,18 +30,12 @@ import jax.numpy as jnp
 
 from jaxdarts.methods.base import Method
 from jaxdarts.spaces.darts_cnn import ops
-from jaxdarts.spaces.darts_cnn.cell import MixedOp
+from jaxdarts.spaces.darts_cnn.cell import EdgeModule, MixedOp
 
 
-class AuxiliarySkipMixedOp(nn.Module):
+class AuxiliarySkipMixedOp(EdgeModule):
   """DARTS's mixed op plus ``aux * skip(x)``; called as ``(x, {'ops':
   [ops], 'aux': []})``."""
-  primitives: tuple[str, ...]
-  channels: int
-  stride: int
-  train: bool
-  bn_axis_name: str | None = None
-  depthwise: str | None = None
 
   @nn.compact
   def __call__(self, x, weights):

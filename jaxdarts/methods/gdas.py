@@ -35,9 +35,10 @@ import jax.numpy as jnp
 
 from jaxdarts.methods.base import Method
 from jaxdarts.spaces.darts_cnn import ops
+from jaxdarts.spaces.darts_cnn.cell import EdgeModule
 
 
-class SampledOp(nn.Module):
+class SampledOp(EdgeModule):
   """``weights[i] * op_i(x)`` with ``i = argmax weights``, only op ``i``
   computed (``nn.switch``; at initialisation every op, for its variables).
 
@@ -45,12 +46,6 @@ class SampledOp(nn.Module):
   zeros. ``vmappable = False``: mapped, a switch computes every branch.
   """
   vmappable: ClassVar[bool] = False
-  primitives: tuple[str, ...]
-  channels: int
-  stride: int
-  train: bool
-  bn_axis_name: str | None = None
-  depthwise: str | None = None
 
   @nn.compact
   def __call__(self, x, weights):

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdarts.methods.base import Arch, Method, _softmax64
-from jaxdarts.spaces.darts_cnn.cell import MixedOp
+from jaxdarts.spaces.darts_cnn.cell import EdgeModule, MixedOp
 
 BETAS = 'edge_betas'
 
@@ -54,18 +54,12 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
                                (1, 2, 2, 1), pad)
 
 
-class PartialChannelMixedOp(nn.Module):
+class PartialChannelMixedOp(EdgeModule):
   """PC-DARTS's edge: the mixed op on ``C / k`` channels, the rest bypass.
 
   Called as ``(x, {'ops': [ops], 'edge': []})``; returns ``edge *
   channel_shuffle(concat(mixed, bypass), k)``.
   """
-  primitives: tuple[str, ...]
-  channels: int
-  stride: int
-  train: bool
-  bn_axis_name: str | None = None
-  depthwise: str | None = None
   k: int = 4
 
   @nn.compact

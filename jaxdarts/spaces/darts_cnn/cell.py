@@ -33,14 +33,20 @@ from jaxdarts.spaces.darts_cnn import ops
 from jaxdarts.spaces.darts_cnn.space import SearchSpace
 
 
-class MixedOp(nn.Module):
-  """``sum_k w_k * op_k(x)`` over the candidate operations of one edge."""
+class EdgeModule(nn.Module):
+  """The fields every edge module is built with (see `Method.edge`):
+  ``cls(primitives, channels, stride, train, bn_axis_name, depthwise,
+  **extra)``, called as ``(x, weights)`` with one edge's mixing weights."""
   primitives: tuple[str, ...]
   channels: int
   stride: int
   train: bool
   bn_axis_name: str | None = None
   depthwise: str | None = None
+
+
+class MixedOp(EdgeModule):
+  """``sum_k w_k * op_k(x)`` over the candidate operations of one edge."""
 
   @nn.compact
   def __call__(self, x, weights):
