@@ -4,6 +4,7 @@ table (format, determinism), the table statistics and the scorer."""
 from __future__ import annotations
 
 import itertools
+import pathlib
 
 import numpy as np
 import pytest
@@ -89,6 +90,24 @@ def test_tiny_table_format_and_determinism(tiny_tables, tmp_path):
                         tmp_path / 'b.json.gz')
   assert (tmp_path / 'a.json.gz').read_bytes() == (
       tmp_path / 'b.json.gz').read_bytes()
+
+
+STORED = (pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+          / 'minibench_nb201_3op.json.gz')
+
+
+def test_stored_table():
+  """The repository's table: the defaults' space, every cell, a wide spread."""
+  table = minibench.read_table(STORED)
+  config = minibench.BenchConfig()
+  assert table['config']['primitives'] == list(config.primitives)
+  assert table['command'].startswith('python3 benchmarks/minibench.py')
+  _check_format(table, config)
+  assert len(table['mapping']) == config.space.size == 729
+  stats = minibench.summary(table)
+  # The task tells cells apart: best - median is several seed deviations.
+  assert stats['best'] - stats['median'] > 3 * stats['seed_std']
+  assert stats['median'] > stats['all_skip']
 
 
 def test_summary_by_hand():
