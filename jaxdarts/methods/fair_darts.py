@@ -95,6 +95,11 @@ class FairDARTS(Method):
       ``{cell type: [node 0's (op, input) pairs, node 1's, ...]}``; a node
       has 0, 1 or 2 pairs.
     """
+    if not hasattr(space, 'edge_offset'):
+      raise ValueError(
+          f'FairDARTS.sparse_cells reads the official top-2-edges rule of '
+          f'the DARTS cell; the {space.name!r} space keeps one op on every '
+          'edge, so it has no such selection: use derive().')
     candidates = [k for k, p in enumerate(space.primitives) if p != 'none']
     cells = {}
     for cell, weights in self.strengths(arch).items():
