@@ -9,8 +9,10 @@ For each method of `jaxdarts.methods.METHODS`, on a tiny DARTS supernet:
 two steps on one device give finite metrics and a valid genotype; a state
 checkpointed after the first step and restored continues bitwise as the
 uninterrupted run; and a step on the 4-device mesh equals the one-device
-step. Writes ``OUT/report.json``: each method's name and ``'ok'`` or its
-traceback.
+step. On a tiny NAS-Bench-201-style supernet (the second space, which
+every method runs on unchanged): a step gives finite metrics and a valid
+genotype of that space. Writes ``OUT/report.json``: each method's name and
+``'ok'`` or its traceback.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxdarts
-from jaxdarts import methods
+from jaxdarts import methods, spaces
 from jaxdarts.core import parallel
 from jaxdarts.run.checkpoint import Checkpointer
 from tiny import random_batch
@@ -53,6 +55,10 @@ NUM_STEPS = 10
 # convolution) on the cheapest cell that has them.
 SPACE = jaxdarts.SearchSpace(
     ('none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3'), num_nodes=1)
+# Three nodes (a node with two incoming edges, for PC-DARTS's edge
+# normalisation), a zero, an identity and a convolution.
+NB201 = spaces.get('nb201', primitives=(
+    'none', 'skip_connect', 'nor_conv_3x3'), num_nodes=3)
 
 
 def _copy(tree):
@@ -88,10 +94,7 @@ def check(name: str, out: Path) -> None:
   state, train, val = jax.device_put((state, train, val), jax.devices()[0])
   first, metrics = jaxdarts.search_step(_copy(state), train, val)
   second, more = jaxdarts.search_step(_copy(first), train, val)
-  for step_metrics in (metrics, more):
-    bad = {k: float(v) for k, v in step_metrics.items()
-           if not math.isfinite(float(v))}
-    assert not bad, f'non-finite metrics {bad}'
+  _assert_finite(metrics, more)
   genotype = second.genotype()
   if hasattr(genotype, 'validate'):
     genotype.validate(SPACE)
@@ -110,6 +113,27 @@ def check(name: str, out: Path) -> None:
       parallel.mesh_shard(val, mesh), mesh=mesh)
   _assert_close('mesh state', meshed, first)
   _assert_close('mesh metrics', mesh_metrics, metrics)
+  check_nb201(name, train, val)
+
+
+def _assert_finite(*step_metrics):
+  for metrics in step_metrics:
+    bad = {k: float(v) for k, v in metrics.items()
+           if not math.isfinite(float(v))}
+    assert not bad, f'non-finite metrics {bad}'
+
+
+def check_nb201(name: str, train, val) -> None:
+  """One step of ``name`` on the tiny NB201 supernet: finite, and its
+  genotype one of that space (NAS-Bench-201's string form)."""
+  state = jaxdarts.create_search_state(
+      jax.random.key(0), NB201.supernet(4, channels=4, layers=3),
+      train['image'], method=methods.get(name, num_steps=NUM_STEPS),
+      num_steps=NUM_STEPS)
+  state, metrics = jaxdarts.search_step(state, train, val)
+  _assert_finite(metrics)
+  genotype = state.genotype()
+  assert NB201.parse_genotype(str(genotype)) == genotype, genotype
 
 
 def _outcome(name: str, out: Path) -> str:

@@ -11,6 +11,7 @@ from jaxdarts import methods
 from jaxdarts.methods.darts_minus import AuxiliarySkipMixedOp
 from jaxdarts.spaces.darts_cnn import ops
 from jaxdarts.spaces.darts_cnn.cell import MixedOp
+from jaxdarts.spaces.nb201 import cell as nb201
 
 PRIMITIVES = ('none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3')
 X = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 4)),
@@ -56,3 +57,24 @@ def test_edge_is_darts_plus_beta_skip_and_darts_at_beta_zero(stride):
   np.testing.assert_allclose(got, plain + 0.6 * identity, rtol=1e-5,
                              atol=1e-6)
 
+
+
+def test_nb201_edge_is_its_mixed_op_plus_beta_x():
+  """On the NB201 space (every edge stride 1): the space's mixed op plus
+  ``beta * x``, and exactly that mixed op at beta = 0."""
+  prims = ('none', 'skip_connect', 'nor_conv_3x3', 'avg_pool_3x3')
+  edge = AuxiliarySkipMixedOp(prims, 4, 1, True, mixed_op=nb201.MixedOp)
+  plain = nb201.MixedOp(prims, 4, 1, True)
+  w = jax.nn.softmax(jnp.asarray([0.1, -0.4, 0.3, 0.2]))
+  variables = jax.jit(edge.init)(jax.random.key(0), X,
+                                 {'ops': w, 'aux': jnp.asarray(1.0)})
+
+  def run(beta):
+    return edge.apply(variables, X, {'ops': w, 'aux': beta},
+                      mutable=['batch_stats'])[0]
+
+  want = plain.apply({c: v['mixed'] for c, v in variables.items()}, X, w,
+                     mutable=['batch_stats'])[0]
+  np.testing.assert_array_equal(run(jnp.asarray(0.0)), want)
+  np.testing.assert_allclose(run(jnp.asarray(0.6)), want + 0.6 * X,
+                             rtol=1e-5, atol=1e-6)

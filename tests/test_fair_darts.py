@@ -139,3 +139,14 @@ def test_the_preset_has_no_zero_op():
   assert config.method.zero_one_weight == 10.
   assert config.method.threshold == 0.85
 
+
+
+def test_nb201_derivation_never_takes_the_zero_op():
+  """One op per edge: the strongest non-'none' sigmoid, however large the
+  zero op's (it weighs a zero output)."""
+  space = jaxdarts.spaces.get('nb201', primitives=(
+      'none', 'skip_connect', 'nor_conv_3x3'), num_nodes=3)
+  probs = np.array([[0.99, 0.2, 0.6], [0.99, 0.7, 0.1], [0.1, 0.3, 0.2]])
+  alphas = np.log(probs / (1 - probs))
+  genotype = methods.get('fair_darts').derive({'cell': alphas}, space)
+  assert genotype.ops == ('nor_conv_3x3', 'skip_connect', 'skip_connect')

@@ -11,6 +11,7 @@ import jaxdarts
 from jaxdarts import methods
 from jaxdarts.methods.gdas import SampledOp
 from jaxdarts.spaces.darts_cnn import ops
+from jaxdarts.spaces.nb201 import cell as nb201
 from tiny import TINY_SPACE, tiny_model
 
 PRIMITIVES = ('none', 'skip_connect', 'sep_conv_3x3', 'max_pool_3x3')
@@ -34,7 +35,8 @@ def _alone(k):
   outs = [jnp.zeros_like(X)]  # 'none'
   for name in PRIMITIVES[1:]:
     op = ops.EdgeOps((name,), 4, 1, True, pool_bn=True)
-    variables = {c: v[name] for c, v in VARIABLES.items() if name in v}
+    # Op k is the space's mixed op over that one candidate: 'ops' inside.
+    variables = {c: v[name]['ops'] for c, v in VARIABLES.items() if name in v}
     outs.append(op.apply(variables, X, mutable=['batch_stats'])[0][name])
   return jnp.stack(outs)[k]
 
@@ -108,3 +110,20 @@ def test_second_order_hypergradients_are_refused():
         jax.random.key(0), tiny_model(space=TINY_SPACE),
         jnp.zeros((2, 8, 8, 3)),
         method='gdas', hypergradient='exact', num_steps=4)
+
+
+def test_nb201_edge_computes_the_sampled_op_alone():
+  """On the NB201 space the edge wraps its ops (stride 1, ReLU-conv-BN)."""
+  prims = ('none', 'skip_connect', 'nor_conv_3x3', 'avg_pool_3x3')
+  edge = SampledOp(prims, 4, 1, True, mixed_op=nb201.MixedOp)
+  variables = jax.jit(edge.init)(jax.random.key(0), X, jnp.eye(4)[2])
+  conv = nb201.NorConv(4, 3, affine=False)
+  conv_vars = {c: v['nor_conv_3x3']['nor_conv_3x3']
+               for c, v in variables.items()}
+  want = [jnp.zeros_like(X), X,
+          conv.apply(conv_vars, X, True, mutable=['batch_stats'])[0],
+          ops.avg_pool(X, 1)]
+  for k, name in enumerate(prims):
+    got = edge.apply(variables, X, jnp.eye(4)[k], mutable=['batch_stats'])[0]
+    np.testing.assert_allclose(got, want[k], rtol=1e-5, atol=1e-6,
+                               err_msg=name)

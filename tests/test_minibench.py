@@ -4,6 +4,7 @@ table (format, determinism), the table statistics and the scorer."""
 from __future__ import annotations
 
 import itertools
+import json
 import pathlib
 
 import numpy as np
@@ -135,11 +136,12 @@ from jaxdarts.bench import score  # pylint: disable=g-import-not-at-top,wrong-im
 def _toy_table():
   """One edge, three ops: test accuracy none < skip < conv; conv is the
   slowest to train; validation ranks skip first."""
-  archs = {'|none~0|': {'val': [0.1], 'test': [0.1], 'train_seconds': 1.0},
+  archs = {'|none~0|': {'val': [0.1], 'test': [0.1], 'train_seconds': 1.0,
+                        'params': 100},
            '|skip_connect~0|': {'val': [0.9], 'test': [0.5],
-                                'train_seconds': 1.0},
+                                'train_seconds': 1.0, 'params': 100},
            '|nor_conv_3x3~0|': {'val': [0.8], 'test': [0.9],
-                                'train_seconds': 10.0}}
+                                'train_seconds': 10.0, 'params': 676}}
   return {'config': {'primitives': ['none', 'skip_connect', 'nor_conv_3x3'],
                      'num_nodes': 2},
           'mapping': {a: a for a in archs}, 'archs': archs}
@@ -168,5 +170,75 @@ def test_random_search_spends_the_budget_and_picks_by_validation():
   rows = score.score_random(table, 200, [0, 1])
   assert [r['regret'] for r in rows] == pytest.approx([0.4, 0.4])
   assert rows[0]['percentile'] == pytest.approx(100 * 1.5 / 3)
+  assert rows[0]['params'] == 100
+  assert (rows[0]['param_free'], rows[0]['none_edges']) == (1, 0)
   board = score.scoreboard(rows)
   assert '| random | - | 2 | 0.5000 +- 0.0000 | 0.4000 +- 0.0000 |' in board
+  # No supernet; the skip cell's parameters and its one parameter-free op.
+  assert '| - | 100 +- 0 | 1.0 +- 0.0 | 0.0 +- 0.0 |' in board
+
+
+def test_collapse_signature_and_supernet_accuracy_by_hand():
+  cell = Genotype.parse('|skip_connect~0|+|none~0|avg_pool_3x3~1|+'
+                        '|nor_conv_3x3~0|skip_connect~1|nor_conv_1x1~2|')
+  assert score.cell_ops(cell) == {'param_free': 3, 'none_edges': 1}
+  records = [{'step': 1, 'train_loss': 2.0},
+             {'step': 10, 'supernet_val_accuracy': 0.3},
+             {'step': 20, 'supernet_val_accuracy': 0.6},
+             {'step': 21, 'train_loss': 1.0}]
+  assert score.final_supernet_accuracy(records) == 0.6
+  assert np.isnan(score.final_supernet_accuracy(records[:1]))
+
+
+def test_score_method_rows_carry_the_quality_columns(tiny_tables, tmp_path):
+  """A one-epoch search in the tiny table's space, scored end to end."""
+  from experiments.configs import search as search_configs  # pylint: disable=import-outside-toplevel
+  table, _ = tiny_tables
+  config = search_configs.get_config('nb201_digits')
+  config.model.primitives = TINY.primitives
+  config.model.num_nodes = TINY.num_nodes
+  config.model.channels = 2
+  config.search.epochs = 1
+  config.search.eigenvalue_every = 0
+  rows = score.score_method(config, table, [0], tmp_path,
+                            method='darts_minus', log=lambda m: None)
+  row, = rows
+  metrics = [json.loads(line) for line in (
+      tmp_path / 'darts_minus_first_order_s0' / 'metrics.jsonl'
+  ).read_text().splitlines()]
+  assert row['supernet_val'] == pytest.approx(
+      [m for m in metrics if 'supernet_val_accuracy' in m][-1][
+          'supernet_val_accuracy'])
+  assert 0 <= row['supernet_val'] <= 1
+  rep = table['mapping'][row['arch']]
+  assert row['params'] == table['archs'][rep]['params']
+  assert row['param_free'] + row['none_edges'] == 3  # Only none and skip.
+  assert '| darts_minus | first_order | 1 |' in score.scoreboard(rows)
+
+
+EVERY_METHOD = ('darts:first_order,darts:exact,pc_darts,gdas,darts_minus,'
+                'fair_darts,beta_darts,sdarts_rs,sdarts_adv,drnas')
+
+
+def test_score_command_takes_every_method():
+  """The documented --methods value names every registered method; each
+  builds with the preset's config, PC-DARTS with 3 of 10 epochs frozen."""
+  from experiments import score as command  # pylint: disable=import-outside-toplevel
+  from experiments.configs import search as search_configs  # pylint: disable=import-outside-toplevel
+  from jaxdarts import methods  # pylint: disable=import-outside-toplevel
+  assert EVERY_METHOD in command.__doc__.replace('\\\n', '')
+  pairs = command.parse_methods(EVERY_METHOD)
+  assert {name for name, _ in pairs} == set(methods.METHODS)
+  assert ('darts', 'exact') in pairs and ('gdas', 'first_order') in pairs
+  preset = search_configs.get_config('nb201_digits')
+  for name, _ in pairs:
+    config = command.method_config(preset, name)
+    method = methods.get(name, num_steps=110, **config.method)
+    assert method.name == name
+    assert config.search.arch_warmup_epochs == (3 if name == 'pc_darts'
+                                                else 0)
+  assert preset.search.arch_warmup_epochs == 0  # A copy was changed.
+  with pytest.raises(SystemExit, match='first-order hypergradients only'):
+    command.parse_methods('gdas:exact')
+  with pytest.raises(SystemExit, match='unknown method'):
+    command.parse_methods('dartz')

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import jaxdarts
-from jaxdarts import methods
+from jaxdarts import methods, spaces
 from jaxdarts.methods import pc_darts
 from jaxdarts.spaces.darts_cnn.cell import MixedOp
+from jaxdarts.spaces.nb201 import cell as nb201
 
 PRIMITIVES = ('none', 'max_pool_3x3', 'skip_connect', 'sep_conv_3x3')
 
@@ -74,7 +75,7 @@ def test_only_c_over_k_channels_reach_the_ops_the_rest_bypass(stride):
 
 def test_edge_weights_are_a_softmax_over_each_nodes_inputs():
   betas = jnp.asarray([0.1, -0.3, 1.0, 0.0, 2.0])  # 2 nodes: edges 2 + 3.
-  got = np.asarray(pc_darts.edge_weights(betas))
+  got = np.asarray(pc_darts.edge_weights([betas[:2], betas[2:]]))
   e = np.exp(np.asarray(betas, np.float64))
   want = np.concatenate([e[:2] / e[:2].sum(), e[2:] / e[2:].sum()])
   np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -84,7 +85,7 @@ def test_init_relax_and_derivation_use_the_betas():
   space = jaxdarts.SearchSpace(PRIMITIVES, num_nodes=2)
   method = methods.get('pc_darts', num_steps=10)
   arch = method.init_arch(space, jax.random.key(0))
-  assert arch['edge_betas']['normal'].shape == (5,)
+  assert [b.shape for b in arch['edge_betas']['normal']] == [(2,), (3,)]
   weights = method.relax(arch)
   assert set(weights['reduce']) == {'ops', 'edge'}
 
@@ -98,7 +99,8 @@ def test_init_relax_and_derivation_use_the_betas():
   alphas = np.log(probs)
   betas = np.array([0.0, 2.0, 0.0, 0.0, 0.0])
   arch = {'normal': alphas, 'reduce': alphas,
-          'edge_betas': {'normal': betas, 'reduce': betas}}
+          'edge_betas': {'normal': [betas[:2], betas[2:]],
+                         'reduce': [betas[:2], betas[2:]]}}
   strengths = method.strengths(arch)
   e = np.exp(betas[:2]) / np.exp(betas[:2]).sum()
   np.testing.assert_allclose(strengths['normal'][:2], probs[:2] * e[:, None],
@@ -117,3 +119,47 @@ def test_channels_that_do_not_split_are_refused():
     jax.eval_shape(lambda: module.init(
         jax.random.key(0), jnp.zeros((1, 4, 4, 6)),
         {'ops': jnp.ones(4), 'edge': jnp.ones(())}))
+
+
+NB201_PRIMITIVES = ('none', 'skip_connect', 'nor_conv_3x3', 'avg_pool_3x3')
+
+
+def test_nb201_edge_mixes_c_over_k_channels_through_its_ops():
+  """On the NB201 space (stride 1): the first C/k channels go through the
+  space's mixed op, the rest pass unchanged."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 8)),
+                  jnp.float32)
+  module = pc_darts.PartialChannelMixedOp(NB201_PRIMITIVES, 8, 1, True, k=4,
+                                          mixed_op=nb201.MixedOp)
+  weights = {'ops': jnp.asarray([0.1, 0.2, 0.3, 0.4]),
+             'edge': jnp.asarray(0.5)}
+  variables = jax.jit(module.init)(jax.random.key(0), x, weights)
+  got = module.apply(variables, x, weights, mutable=['batch_stats'])[0]
+  want = nb201.MixedOp(NB201_PRIMITIVES, 2, 1, True).apply(
+      {c: v['mixed'] for c, v in variables.items()}, x[..., :2],
+      weights['ops'], mutable=['batch_stats'])[0]
+  y = _unshuffle(np.asarray(got) / 0.5, 4)
+  np.testing.assert_allclose(y[..., :2], want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(y[..., 2:], x[..., 2:])
+  # The convolution sees C/k = 2 channels only.
+  kernel = variables['params']['mixed']['nor_conv_3x3']['Conv_0']['kernel']
+  assert kernel.shape == (3, 3, 2, 2)
+
+
+def test_nb201_edge_normalisation_and_derivation():
+  """NB201 node i normalises over its i edges; the betas scale whole rows,
+  so the derivation (strongest op per edge) is the alphas' own."""
+  space = spaces.get('nb201', primitives=NB201_PRIMITIVES)
+  assert pc_darts.node_sizes(space) == [1, 2, 3]
+  method = methods.get('pc_darts')
+  arch = method.init_arch(space, jax.random.key(0))
+  assert [b.shape for b in arch['edge_betas']['cell']] == [(1,), (2,), (3,)]
+  alphas = np.asarray(jax.random.normal(jax.random.key(1), (6, 4)))
+  betas = [np.array([5.0]), np.array([0.0, 3.0]), np.array([-2.0, 0.0, 1.0])]
+  arch = {'cell': alphas, 'edge_betas': {'cell': betas}}
+  edge = np.asarray(method.relax(arch)['cell']['edge'])
+  np.testing.assert_allclose(edge[0], 1.0)  # Node 1's only edge.
+  np.testing.assert_allclose(edge[1:3].sum(), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(edge[3:].sum(), 1.0, rtol=1e-6)
+  assert method.derive(arch, space) == methods.get('darts').derive(
+      {'cell': alphas}, space)

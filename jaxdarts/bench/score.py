@@ -13,7 +13,19 @@ seed:
   log-probability when the weights are per-edge distributions) and the
   cells' test accuracies in the table; where the weights are not
   distributions the score still ranks by them;
-* ``seconds``: the search's wall time.
+* ``seconds``: the search's wall time;
+* ``supernet_val``: the supernet's accuracy on the alphas half at the last
+  epoch end (``supernet_val_accuracy`` of the search's
+  ``metrics.jsonl``, with the deterministic mixing weights);
+* ``params``: the derived cell's network's parameters, from the table (of
+  its representative: the same function, dead edges dropped);
+* ``param_free``: the derived cell's parameter-free ops other than
+  ``none`` (``skip_connect``, ``avg_pool_3x3``: the collapse signature),
+  and ``none_edges`` its ``none`` edges, counted separately.
+
+With the table's retrained test accuracy, the scoreboard's columns are the
+methods issue's quality table (supernet validation accuracy, parameters,
+parameter-free ops, retrained test accuracy).
 
 `random_search` is the baseline of NAS-Bench-201's tables: sample cells
 uniformly, "train" each by looking it up (charging its table training
@@ -33,6 +45,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from jaxdarts.bench import minibench
+from jaxdarts.spaces.nb201.cell import KERNELS
 from jaxdarts.spaces.nb201.genotype import Genotype
 
 
@@ -69,13 +82,34 @@ def kendall_tau(strengths: np.ndarray, table: dict[str, Any],
   return float(scipy_stats.kendalltau(scores, accs).statistic)
 
 
+def cell_ops(genotype: Genotype) -> dict[str, int]:
+  """``{'param_free': ..., 'none_edges': ...}``: the cell's edges whose op
+  has no parameters (no convolution) other than ``none``, and its
+  ``none`` edges."""
+  ops = genotype.ops
+  return {'param_free': sum(op not in KERNELS and op != 'none'
+                            for op in ops),
+          'none_edges': sum(op == 'none' for op in ops)}
+
+
+def final_supernet_accuracy(records: list[dict[str, float]]) -> float:
+  """The last ``supernet_val_accuracy`` of a search's metrics records
+  (NaN if none has one)."""
+  values = [r['supernet_val_accuracy'] for r in records
+            if 'supernet_val_accuracy' in r]
+  return values[-1] if values else float('nan')
+
+
 def _entry(table, genotype) -> dict[str, Any]:
-  test = minibench.mean_accuracy(table, str(genotype))
+  arch = str(genotype)
+  test = minibench.mean_accuracy(table, arch)
   best = minibench.summary(table)['best']
-  return {'arch': str(genotype), 'test': test,
-          'val': minibench.mean_accuracy(table, str(genotype), 'val'),
+  return {'arch': arch, 'test': test,
+          'val': minibench.mean_accuracy(table, arch, 'val'),
           'regret': best - test,
-          'percentile': minibench.percentile(table, test)}
+          'percentile': minibench.percentile(table, test),
+          'params': table['archs'][table['mapping'][arch]]['params'],
+          **cell_ops(Genotype.parse(arch))}
 
 
 def score_method(config, table: dict[str, Any], seeds: Iterable[int],
@@ -103,17 +137,20 @@ def score_method(config, table: dict[str, Any], seeds: Iterable[int],
     seconds = time.perf_counter() - start
     strengths = result.state.method.strengths(
         jax.device_get(result.state.alphas))['cell']
-    history = Workdir(path, Genotype).genotype_history()
+    run_dir = Workdir(path, Genotype)
+    history = run_dir.genotype_history()
     row = {'method': method, 'hypergradient': hypergradient, 'seed': seed,
            **_entry(table, result.genotype), 'seconds': seconds,
+           'supernet_val': final_supernet_accuracy(run_dir.metrics()),
            'kendall_tau': kendall_tau(strengths, table,
                                       cfg.model.primitives),
            'history': [(epoch, str(g), minibench.mean_accuracy(table, str(g)))
                        for epoch, g in history]}
     log(f'{method}/{hypergradient} seed {seed}: {row["arch"]} test '
         f'{row["test"]:.4f} regret {row["regret"]:.4f} percentile '
-        f'{row["percentile"]:.1f} tau {row["kendall_tau"]:.3f} '
-        f'({seconds:.0f} s)')
+        f'{row["percentile"]:.1f} tau {row["kendall_tau"]:.3f} supernet '
+        f'{row["supernet_val"]:.3f} params {row["params"]} param-free '
+        f'{row["param_free"]} none {row["none_edges"]} ({seconds:.0f} s)')
     rows.append(row)
   return rows
 
@@ -145,16 +182,19 @@ def score_random(table: dict[str, Any], budget_seconds: float,
     rows.append({'method': 'random', 'hypergradient': '-', 'seed': seed,
                  **_entry(table, Genotype.parse(arch)),
                  'seconds': budget_seconds, 'samples': count,
+                 'supernet_val': float('nan'),
                  'kendall_tau': float('nan'), 'history': []})
   return rows
 
 
 def scoreboard(rows: list[dict[str, Any]]) -> str:
   """A markdown table: one line per (method, hypergradient), mean +- std
-  over seeds."""
+  over seeds (parameter-free ops exclude ``none``, counted in its own
+  column)."""
   lines = ['| method | hypergradient | seeds | test acc | regret | '
-           'percentile | Kendall tau | seconds | derived cells |',
-           '|---|---|---|---|---|---|---|---|---|']
+           'percentile | Kendall tau | supernet val acc | params | '
+           'param-free ops | none edges | seconds | derived cells |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
   groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
   for row in rows:
     groups.setdefault((row['method'], row['hypergradient']), []).append(row)
@@ -172,5 +212,9 @@ def scoreboard(rows: list[dict[str, Any]]) -> str:
         f' | {ms([r["regret"] for r in group])} | '
         f'{ms([r["percentile"] for r in group], 1)} | '
         f'{ms([r["kendall_tau"] for r in group], 3)} | '
+        f'{ms([r["supernet_val"] for r in group])} | '
+        f'{ms([r["params"] for r in group], 0)} | '
+        f'{ms([r["param_free"] for r in group], 1)} | '
+        f'{ms([r["none_edges"] for r in group], 1)} | '
         f'{np.mean([r["seconds"] for r in group]):.0f} | {cells} |')
   return '\n'.join(lines)

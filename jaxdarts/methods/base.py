@@ -111,7 +111,11 @@ class Method:
     space's default mixed op (``sum_k w_k op_k(x)`` over all candidates).
 
     The class is built as ``cls(primitives, channels, stride, train,
-    bn_axis_name, depthwise, **fields)`` and called as ``(x, weights)``
+    bn_axis_name, depthwise, mixed_op=..., **fields)``, ``mixed_op``
+    being the space's own mixed op, which the edge wraps (the ``nb201``
+    cell passes its own; left None, the DARTS one: see
+    `jaxdarts.spaces.darts_cnn.cell.EdgeModule`), so one edge class
+    serves every space; it is called as ``(x, weights)``
     with one edge's ``[ops]`` weights (its slice of each per-edge array
     when ``relax`` gives a dict per cell type). A class attribute
     ``vmappable = False`` makes the cell build one module per edge instead

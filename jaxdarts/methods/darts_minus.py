@@ -17,6 +17,8 @@ DARTS's (``tests/test_methods_darts_minus.py``).
 
 The mixing weights are ``{cell: {'ops': [edges, ops], 'aux': [edges]}}``
 (beta repeated per edge, so the edge modules read it like any weight).
+The edge wraps the space's own mixed op (``mixed_op``), so it runs on
+every space; in ``nb201`` every edge has stride 1 and the skip is ``x``.
 """
 
 from __future__ import annotations
@@ -30,18 +32,18 @@ import jax.numpy as jnp
 
 from jaxdarts.methods.base import Method
 from jaxdarts.spaces.darts_cnn import ops
-from jaxdarts.spaces.darts_cnn.cell import EdgeModule, MixedOp
+from jaxdarts.spaces.darts_cnn.cell import EdgeModule
 
 
 class AuxiliarySkipMixedOp(EdgeModule):
-  """DARTS's mixed op plus ``aux * skip(x)``; called as ``(x, {'ops':
-  [ops], 'aux': []})``."""
+  """The space's mixed op plus ``aux * skip(x)``; called as ``(x, {'ops':
+  [ops], 'aux': []})``. On a stride-2 edge (the DARTS cells' reductions;
+  every ``nb201`` edge has stride 1) the skip is a factorized reduce."""
 
   @nn.compact
   def __call__(self, x, weights):
-    out = MixedOp(self.primitives, self.channels, self.stride, self.train,
-                  self.bn_axis_name, self.depthwise, name='mixed')(
-                      x, weights['ops'])
+    out = self.mixed(self.primitives, self.channels, name='mixed')(
+        x, weights['ops'])
     skip = x if self.stride == 1 else ops.FactorizedReduce(
         self.channels, False, self.bn_axis_name, name='auxiliary_skip')(
             x, self.train)

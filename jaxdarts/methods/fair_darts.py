@@ -32,7 +32,10 @@ library's genotype and evaluation network need two inputs per node, so
 :meth:`FairDARTS.derive` returns the same two edges and ops per node
 without dropping those below the threshold (the DARTS rule on the
 sigmoids); :meth:`FairDARTS.below_threshold` lists the edges the official
-code would have dropped, for the report.
+code would have dropped, for the report. In a space with one op per edge
+(``nb201``) the genotype keeps each edge's strongest op other than
+``'none'``: the zero op's sigmoid weighs a zero output, so it measures
+nothing (the zero-one loss alone drives it from its initial 0.5).
 """
 
 from __future__ import annotations
@@ -84,6 +87,16 @@ class FairDARTS(Method):
     """Each op's own sigmoid (float64): what the derivation ranks by."""
     return {cell: _sigmoid64(a) for cell, a in arch.items()}
 
+  def derive(self, arch, space):
+    """The space's rule on the sigmoids, ``'none'`` never chosen (see the
+    module docstring)."""
+    strengths = self.strengths(arch)
+    if 'none' in space.primitives:
+      k = space.primitives.index('none')
+      strengths = {cell: np.where(np.arange(w.shape[-1]) == k, -1.0, w)
+                   for cell, w in strengths.items()}
+    return space.derive(strengths)
+
   def sparse_cells(self, arch, space) -> dict[str, list[list[Pair]]]:
     """The official ``threshold_sparse`` selection, per cell and node.
 
@@ -95,6 +108,11 @@ class FairDARTS(Method):
       ``{cell type: [node 0's (op, input) pairs, node 1's, ...]}``; a node
       has 0, 1 or 2 pairs.
     """
+    if not hasattr(space, 'edge_offset'):
+      raise ValueError(
+          f'FairDARTS.sparse_cells reads the official top-2-edges rule of '
+          f'the DARTS cell; the {space.name!r} space keeps one op on every '
+          'edge, so it has no such selection: use derive().')
     candidates = [k for k, p in enumerate(space.primitives) if p != 'none']
     cells = {}
     for cell, weights in self.strengths(arch).items():

@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxdarts.methods.base import Method
-from jaxdarts.spaces.darts_cnn import ops
 from jaxdarts.spaces.darts_cnn.cell import EdgeModule
 
 
@@ -42,8 +41,10 @@ class SampledOp(EdgeModule):
   """``weights[i] * op_i(x)`` with ``i = argmax weights``, only op ``i``
   computed (``nn.switch``; at initialisation every op, for its variables).
 
-  ``weights`` must be one-hot in value (GDAS's ``h``); ``'none'`` gives
-  zeros. ``vmappable = False``: mapped, a switch computes every branch.
+  Op ``i`` is the space's mixed op over that one candidate (``mixed``,
+  named after the op), so the edge runs on every space. ``weights`` must
+  be one-hot in value (GDAS's ``h``); ``'none'`` gives zeros.
+  ``vmappable = False``: mapped, a switch computes every branch.
   """
   vmappable: ClassVar[bool] = False
 
@@ -56,12 +57,9 @@ class SampledOp(EdgeModule):
       def run(module, x, weights):
         if name == 'none':
           return jnp.zeros(shape, x.dtype)
-        out = ops.EdgeOps((name,), self.channels, self.stride, self.train,
-                          affine=False, pool_bn=True,
-                          bn_axis_name=self.bn_axis_name,
-                          depthwise=self.depthwise, parent=module,
-                          name=name)(x)[name]
-        return (weights[k].astype(out.dtype) * out).astype(x.dtype)
+        out = module.mixed((name,), self.channels, name=name)(
+            x, weights[k:k + 1])
+        return out.astype(x.dtype)
       return run
 
     branches = [branch(name, k) for k, name in enumerate(self.primitives)]

@@ -16,15 +16,27 @@ noise; the genotype ranks an edge's ops by ``softmax(alpha_e)_k *
 softmax(beta_{.j})_e`` (the official code's ``genotype()``).
 
 K = 4 on CIFAR-10 (the paper; github.com/yuhuixu1993/PC-DARTS). The betas
-live in the architecture pytree next to the alphas (``arch['edge_betas']``),
-start as ``1e-3 * N(0, 1)`` like the alphas, and are trained with them.
-The mixing weights are ``{cell: {'ops': [edges, ops], 'edge': [edges]}}``;
+live in the architecture pytree next to the alphas (``arch['edge_betas']``:
+per cell type, a list with one array per node of its incoming edges' betas,
+so the normalisation's groups are the pytree's structure), start as
+``1e-3 * N(0, 1)`` like the alphas, and are trained with them. The mixing
+weights are ``{cell: {'ops': [edges, ops], 'edge': [edges]}}``;
 :class:`PartialChannelMixedOp` scales its output by its edge weight.
+
+Spaces: the edge wraps the space's own mixed op (``mixed_op``, see
+`jaxdarts.spaces.darts_cnn.cell.EdgeModule`) and the groups come from the
+space's ``edges``, so it runs on every space. In the NAS-Bench-201-style
+space (``nb201``) every edge has stride 1 (no max-pooled bypass), node
+``i`` normalises over its ``i`` incoming edges (node 1's single edge has
+weight 1), and the derivation keeps each edge's strongest op: scaling an
+edge's row by its (positive) edge weight leaves that choice unchanged, so
+there the betas steer the search but not the derivation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import ClassVar
 
 import flax.linen as nn
@@ -33,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdarts.methods.base import Arch, Method, _softmax64
-from jaxdarts.spaces.darts_cnn.cell import EdgeModule, MixedOp
+from jaxdarts.spaces.darts_cnn.cell import EdgeModule
 
 BETAS = 'edge_betas'
 
@@ -71,9 +83,8 @@ class PartialChannelMixedOp(EdgeModule):
           f'(and C/k even on reduction edges, for the factorized reduce); '
           f'got {self.channels} channels: change model.channels or '
           'method.k.')
-    mixed = MixedOp(self.primitives, part, self.stride, self.train,
-                    self.bn_axis_name, self.depthwise, name='mixed')(
-                        x[..., :part], weights['ops'])
+    mixed = self.mixed(self.primitives, part, name='mixed')(
+        x[..., :part], weights['ops'])
     bypass = x[..., part:]
     if self.stride == 2:
       bypass = max_pool_2x2(bypass)
@@ -81,27 +92,22 @@ class PartialChannelMixedOp(EdgeModule):
     return weights['edge'].astype(out.dtype) * out
 
 
-def _node_groups(num_edges: int) -> list[tuple[int, int]]:
-  """``(first edge, end)`` of every node's incoming edges (node ``i`` has
-  ``2 + i``, in the DARTS cell's edge order)."""
-  groups, start, node = [], 0, 0
-  while start < num_edges:
-    groups.append((start, start + 2 + node))
-    start, node = start + 2 + node, node + 1
-  if start != num_edges:
-    raise ValueError(f'{num_edges} edges are not a DARTS cell (2 + 3 + ...).')
-  return groups
+def node_sizes(space) -> list[int]:
+  """The number of incoming edges of every node, in the alphas' edge order
+  (``space.edges`` lists each node's edges together): ``[2, 3, 4, 5]`` in
+  the DARTS cell, ``[1, 2, 3]`` in NAS-Bench-201's."""
+  return [len(list(group))
+          for _, group in itertools.groupby(space.edges, lambda e: e[0])]
 
 
-def edge_weights(betas: jax.Array) -> jax.Array:
-  """``[edges]``: the softmax of the betas over each node's incoming edges."""
-  return jnp.concatenate([jax.nn.softmax(betas[a:b])
-                          for a, b in _node_groups(betas.shape[-1])])
+def edge_weights(betas: list[jax.Array]) -> jax.Array:
+  """``[edges]``: the softmax of each node's betas (``betas[i]``, node
+  ``i``'s incoming edges), concatenated in edge order."""
+  return jnp.concatenate([jax.nn.softmax(b) for b in betas])
 
 
 def _edge_weights64(betas) -> np.ndarray:
-  return np.concatenate([_softmax64(np.asarray(betas)[a:b])
-                         for a, b in _node_groups(np.shape(betas)[-1])])
+  return np.concatenate([_softmax64(np.asarray(b)) for b in betas])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +125,9 @@ class PCDARTS(Method):
     alpha_rng, beta_rng = jax.random.split(rng)
     alphas = space.init_alphas(alpha_rng, scale)
     keys = jax.random.split(beta_rng, len(alphas))
-    betas = {cell: scale * jax.random.normal(key, (space.num_edges,))
+    ends = np.cumsum(node_sizes(space))[:-1]
+    betas = {cell: jnp.split(
+        scale * jax.random.normal(key, (space.num_edges,)), ends)
              for (cell, _), key in zip(sorted(alphas.items()), keys)}
     return {**alphas, BETAS: betas}
 
@@ -133,7 +141,9 @@ class PCDARTS(Method):
     return PartialChannelMixedOp, {'k': self.k}
 
   def strengths(self, arch):
-    """``softmax(alpha_e)_k * softmax_node(beta)_e`` (float64)."""
+    """``softmax(alpha_e)_k * softmax_node(beta)_e`` (float64); with one
+    op per edge (``nb201``) the edge factor does not change the ranking
+    of an edge's ops."""
     arch = jax.device_get(arch)
     return {cell: _softmax64(a) * _edge_weights64(arch[BETAS][cell])[:, None]
             for cell, a in arch.items() if cell != BETAS}

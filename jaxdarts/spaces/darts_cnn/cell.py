@@ -36,13 +36,32 @@ from jaxdarts.spaces.darts_cnn.space import SearchSpace
 class EdgeModule(nn.Module):
   """The fields every edge module is built with (see `Method.edge`):
   ``cls(primitives, channels, stride, train, bn_axis_name, depthwise,
-  **extra)``, called as ``(x, weights)`` with one edge's mixing weights."""
+  mixed_op=..., **extra)``, called as ``(x, weights)`` with one edge's
+  mixing weights.
+
+  ``mixed_op`` is the space's own mixed op (an `EdgeModule` computing
+  ``sum_k w_k op_k(x)``), which every space's cell passes to a method's
+  edge; None is this space's :class:`MixedOp`. A method's edge builds its
+  candidates through :meth:`mixed` (on a part of the channels, or one
+  candidate at a time), so one edge class serves every space.
+  """
   primitives: tuple[str, ...]
   channels: int
   stride: int
   train: bool
   bn_axis_name: str | None = None
   depthwise: str | None = None
+  mixed_op: Any = None
+
+  def mixed(self, primitives: tuple[str, ...], channels: int, *,
+            name: str) -> nn.Module:
+    """The space's mixed op over ``primitives`` at ``channels``, with this
+    edge's stride, mode and BatchNorm axis (a submodule named ``name``).
+
+    Over one primitive it is that op times its one weight."""
+    return (self.mixed_op or MixedOp)(
+        primitives, channels, self.stride, self.train, self.bn_axis_name,
+        self.depthwise, name=name)
 
 
 class MixedOp(EdgeModule):
@@ -59,10 +78,46 @@ class MixedOp(EdgeModule):
                for k, name in enumerate(self.primitives) if name in outs)
 
 
-def _edges(weights, index):
+def edge_slice(weights, index):
   """The mixing weights of the edges ``index`` (an int or an index array):
   ``weights[index]`` of an array, of every leaf of a pytree."""
   return jax.tree.map(lambda w: w[index], weights)
+
+
+def check_mixing_weights(weights, space) -> None:
+  """Refuses mixing weights that do not fit ``space``, saying why.
+
+  Every cell type (``space.cell_types``) needs an ``[edges, ops]`` array,
+  or a dict with ``'ops'`` (that array) and a method's other per-edge
+  arrays (``[edges, ...]``), which its edge module receives edge by edge.
+
+  Raises:
+    ValueError: naming the expected keys or shapes.
+  """
+  expected = space.alpha_shape
+  if not isinstance(weights, dict) or not set(space.cell_types) <= set(
+      weights):
+    got = sorted(weights) if isinstance(weights, dict) else type(weights)
+    raise ValueError(
+        f'the mixing weights must be a dict with keys '
+        f'{list(space.cell_types)}, got {got}; make them with a method, '
+        'jaxdarts.methods.get(name).relax(alphas, rng=None, step=0).')
+  for name in space.cell_types:
+    cell = weights[name]
+    ops_weights = cell['ops'] if isinstance(cell, dict) else cell
+    if tuple(ops_weights.shape) != expected:
+      raise ValueError(
+          f"mixing weights['{name}'] have shape "
+          f'{tuple(ops_weights.shape)}, but this space '
+          f'({space.num_nodes} nodes, {space.num_ops} '
+          f'primitives) needs {expected}.')
+    # A method's extra per-edge weights: a leading edge axis.
+    for leaf in jax.tree.leaves(cell):
+      if leaf.ndim < 1 or leaf.shape[0] != expected[0]:
+        raise ValueError(
+            f"mixing weights['{name}'] hold an array of shape "
+            f'{tuple(leaf.shape)}; every array of a cell type needs a '
+            f'leading axis of its {expected[0]} edges.')
 
 
 class SearchCell(nn.Module):
@@ -137,7 +192,7 @@ class SearchCell(nn.Module):
           self._make_edge(train, 2 if self.reduction and src < 2 else 1,
                           f'edge_{node}_{src}')(
                               states[src],
-                              _edges(weights, space.edge_offset(node) + src))
+                              edge_slice(weights, space.edge_offset(node) + src))
           for src in range(2 + node)))
     return states
 
@@ -150,7 +205,7 @@ class SearchCell(nn.Module):
     from_inputs = [[space.edge_offset(i) + src for i in range(n)]
                    for src in (0, 1)]
     outs = edges((2, n), 2 if self.reduction else 1, 'edges_from_inputs')(
-        jnp.stack([s0, s1]), _edges(weights, jnp.array(from_inputs)))
+        jnp.stack([s0, s1]), edge_slice(weights, jnp.array(from_inputs)))
     node_inputs = [[outs[0, i], outs[1, i]] for i in range(n)]
     states = [s0, s1, sum(node_inputs[0])]
     for src in range(2, n + 1):
@@ -158,7 +213,7 @@ class SearchCell(nn.Module):
       nodes = range(src - 1, n)
       ids = [space.edge_offset(i) + src for i in nodes]
       outs = edges((len(ids),), 1, f'edges_from_{src}')(
-          states[src], _edges(weights, jnp.array(ids)))
+          states[src], edge_slice(weights, jnp.array(ids)))
       for k, node in enumerate(nodes):
         node_inputs[node].append(outs[k])
       states.append(sum(node_inputs[src - 1]))

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxdarts.spaces.darts_cnn import ops
-from jaxdarts.spaces.darts_cnn.cell import MixedOp, SearchCell
-from jaxdarts.spaces.darts_cnn.space import (CELL_TYPES, DARTS_SPACE,
-                                             SearchSpace, reduction_cells)
+from jaxdarts.spaces.darts_cnn.cell import (MixedOp, SearchCell,
+                                           check_mixing_weights)
+from jaxdarts.spaces.darts_cnn.space import (DARTS_SPACE, SearchSpace,
+                                             reduction_cells)
 
 
 # Scanning a stage's normal cells pays from three of them: at two (the
@@ -125,35 +126,9 @@ class SearchNetwork(nn.Module):
     return self.space.init_alphas(rng, scale)
 
   def check_weights(self, weights) -> None:
-    """Refuses mixing weights that do not fit the space, saying why.
-
-    A cell type's weights are an ``[edges, ops]`` array, or a dict with
-    ``'ops'`` (that array) and a method's other per-edge arrays
-    (``[edges, ...]``), which its edge module receives edge by edge.
-    """
-    expected = self.space.alpha_shape
-    if not isinstance(weights, dict) or not set(CELL_TYPES) <= set(weights):
-      got = sorted(weights) if isinstance(weights, dict) else type(weights)
-      raise ValueError(
-          f'the mixing weights must be a dict with keys {list(CELL_TYPES)}, '
-          f'got {got}; make them with a method, '
-          'jaxdarts.methods.get(name).relax(alphas, rng=None, step=0).')
-    for name in CELL_TYPES:
-      cell = weights[name]
-      ops_weights = cell['ops'] if isinstance(cell, dict) else cell
-      if tuple(ops_weights.shape) != expected:
-        raise ValueError(
-            f"mixing weights['{name}'] have shape "
-            f'{tuple(ops_weights.shape)}, but this space '
-            f'({self.space.num_nodes} nodes, {self.space.num_ops} '
-            f'primitives) needs {expected}.')
-      # A method's extra per-edge weights: a leading edge axis.
-      for leaf in jax.tree.leaves(cell):
-        if leaf.ndim < 1 or leaf.shape[0] != expected[0]:
-          raise ValueError(
-              f"mixing weights['{name}'] hold an array of shape "
-              f'{tuple(leaf.shape)}; every array of a cell type needs a '
-              f'leading axis of its {expected[0]} edges.')
+    """Refuses mixing weights that do not fit the space, saying why
+    (`jaxdarts.spaces.darts_cnn.cell.check_mixing_weights`)."""
+    check_mixing_weights(weights, self.space)
 
   def _cell_channels(self, i: int) -> int:
     """C of cell ``i``: doubled by each reduction up to and including it."""

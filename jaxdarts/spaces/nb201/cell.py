@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdarts.spaces.darts_cnn.cell import EdgeModule, edge_slice
 from jaxdarts.spaces.darts_cnn.ops import avg_pool, batch_norm, torch_conv_init
 
 
@@ -63,19 +64,13 @@ def apply_op(op: str, x, *, channels: int, train: bool,
   raise ValueError(f'Unknown NB201 operation {op!r}.')
 
 
-class MixedOp(nn.Module):
+class MixedOp(EdgeModule):
   """``sum_k w_k op_k(x)`` over the candidate ops of one edge.
 
-  Built like every edge module of the method seam (see
-  `jaxdarts.methods.base.Method.edge`): ``(primitives, channels, stride,
-  train, bn_axis_name, depthwise)``, called as ``(x, weights)``.
+  An edge module of the method seam (see
+  `jaxdarts.methods.base.Method.edge`); ``affine`` (this space's own
+  field) gives the convolutions' BatchNorm a scale and bias.
   """
-  primitives: tuple[str, ...]
-  channels: int
-  stride: int
-  train: bool
-  bn_axis_name: str | None = None
-  depthwise: str | None = None
   affine: bool = False
 
   @nn.compact
@@ -92,11 +87,16 @@ class MixedOp(nn.Module):
 class SearchCell(nn.Module):
   """The search cell: every edge mixes every candidate op.
 
+  Every edge has stride 1 (the network reduces between cells). A search
+  method's edge module (``edge``) gets this space's `MixedOp` as its
+  ``mixed_op``, so it wraps these candidates.
+
   Attributes:
     space: the space (primitives, nodes).
     channels: channels of every node.
     affine: affine BatchNorm in the convolutions (NAS-Bench-201's search
-      uses non-affine; its trained networks affine).
+      uses non-affine; its trained networks affine). Only with the default
+      edge (`MixedOp`).
     bn_axis_name: average BatchNorm statistics over this mapped axis.
     edge: the edge module class (`MixedOp`, or a search method's).
     edge_options: extra fields of ``edge``, sorted ``(name, value)`` pairs.
@@ -110,16 +110,24 @@ class SearchCell(nn.Module):
 
   @nn.compact
   def __call__(self, x, weights, train: bool):
-    """The output node; ``weights`` are this cell type's ``[edges, ops]``."""
-    options = dict(self.edge_options)
+    """The output node; ``weights`` are this cell type's mixing weights,
+    ``[edges, ops]`` or a method's dict of per-edge arrays."""
+    options = dict(self.edge_options, mixed_op=MixedOp)
     if self.edge is MixedOp:
       options.setdefault('affine', self.affine)
+    elif self.affine:
+      raise ValueError(
+          f'The NB201 supernet with affine=True takes the default mixed op '
+          f'only, not the edge {self.edge.__name__} of a search method '
+          '(searches use affine=False, as NAS-Bench-201\'s do): drop '
+          'affine=True.')
     nodes = [x]
     for i in range(1, self.space.num_nodes):
       nodes.append(sum(
           self.edge(self.space.primitives, self.channels, 1, train,
                     self.bn_axis_name, None, name=f'edge_{i}_{j}',
-                    **options)(nodes[j], weights[self.space.edge_index(i, j)])
+                    **options)(nodes[j], edge_slice(
+                        weights, self.space.edge_index(i, j)))
           for j in range(i)))
     return nodes[-1]
 

@@ -8,8 +8,9 @@ average pool and a 1x1 convolution on the shortcut); BatchNorm, ReLU,
 global average pooling and a linear classifier. The paper uses C = 16 and
 N = 5 (``layers = 15`` cells).
 
-`NB201SearchNetwork` takes the mixing weights ``{'cell': [edges, ops]}`` as
-a call argument, like the DARTS supernet; `NB201Network` is one genotype's
+`NB201SearchNetwork` takes the mixing weights ``{'cell': [edges, ops]}``
+(or a search method's dict of per-edge arrays) as a call argument, like
+the DARTS supernet; `NB201Network` is one genotype's
 network. Their parameter trees share names, so the supernet's parameters
 restricted to a genotype's ops (`restrict_params`) are its network's.
 """
@@ -21,9 +22,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdarts.spaces.darts_cnn.cell import check_mixing_weights
 from jaxdarts.spaces.darts_cnn.ops import batch_norm, torch_conv_init
 from jaxdarts.spaces.nb201.cell import DiscreteCell, MixedOp, NorConv, SearchCell
-from jaxdarts.spaces.nb201.space import CELL_TYPES, NB201_SPACE, NB201Space
+from jaxdarts.spaces.nb201.space import NB201_SPACE, NB201Space
 
 
 class ResidualReduction(nn.Module):
@@ -103,16 +105,9 @@ class NB201SearchNetwork(_Skeleton):
     return self.space.init_alphas(rng, scale)
 
   def check_weights(self, weights) -> None:
-    """Refuses mixing weights that do not fit the space, saying why."""
-    if not isinstance(weights, dict) or set(weights) != set(CELL_TYPES):
-      got = sorted(weights) if isinstance(weights, dict) else type(weights)
-      raise ValueError(f'NB201 mixing weights are a dict with the key '
-                       f"'cell', got {got}; make them with "
-                       'jaxdarts.methods.get(name).relax(alphas, rng=None).')
-    if tuple(weights['cell'].shape) != self.space.alpha_shape:
-      raise ValueError(f"mixing weights['cell'] have shape "
-                       f'{tuple(weights["cell"].shape)}; this space needs '
-                       f'{self.space.alpha_shape}.')
+    """Refuses mixing weights that do not fit the space, saying why
+    (`jaxdarts.spaces.darts_cnn.cell.check_mixing_weights`)."""
+    check_mixing_weights(weights, self.space)
 
   @nn.compact
   def __call__(self, images, weights, train: bool):
