@@ -49,6 +49,7 @@ def config_of(cache_dir: Path, *, seed: int = SEED, seeds: int = 2):
   config.search.epochs = 1
   config.search.seed = seed
   config.search.seeds = seeds
+  config.search.eigenvalue_every = 1  # Each seed's health, as a run's.
   config.compilation_cache_dir = str(cache_dir)
   return config
 
@@ -92,10 +93,14 @@ def test_each_seed_equals_its_separate_run(two_seeds, tmp_path, cache_dir):
                  for d in (seed_dir, tmp_path / f'seed{index}'))
     assert [r['step'] for r in got] == [r['step'] for r in want]
     for mine_record, theirs in zip(got, want):
-      for name in ('train_loss', 'val_loss', 'supernet_val_accuracy'):
+      for name in ('train_loss', 'val_loss', 'supernet_val_accuracy',
+                   'hessian_eigenvalue', 'normal_param_free_ops',
+                   'normal_edge_entropy', 'reduce_edge_margin'):
         if name in theirs:
+          assert name in mine_record, name
           np.testing.assert_allclose(mine_record[name], theirs[name],
-                                     rtol=1e-4, err_msg=name)
+                                     rtol=1e-3, err_msg=name)
+    assert 'hessian_eigenvalue' in want[-1] and 'normal_edge_entropy' in got[-1]
     seed_config = json.loads((seed_dir / 'config.json').read_text())
     assert seed_config['search']['seed'] == SEED + index
     assert seed_config['search']['seeds'] == 1
@@ -139,6 +144,10 @@ def test_resume_is_bitwise(two_seeds, tmp_path):
 def test_seeds_must_be_a_positive_integer(tmp_path, cache_dir):
   config = config_of(cache_dir, seeds=0)
   with pytest.raises(ValueError, match='config.search.seeds must be'):
+    search.run_search(config, tmp_path)
+  config = config_of(cache_dir)
+  config.search.early_stop.enabled = True
+  with pytest.raises(ValueError, match='separate searches'):
     search.run_search(config, tmp_path)
   assert seeds_run.seed_values(config_of(cache_dir, seeds=3)) == [7, 8, 9]
 
@@ -224,6 +233,25 @@ def test_selection_ranks_the_retrained_seeds(tmp_path, monkeypatch):
   assert 'seed_1 (kept)' in seeds_part and '0.9500' in seeds_part
   assert seeds_part.count('normal cell"') == 2
   assert '<td>normal</td><td>3</td><td>2</td>' in seeds_part
+  assert 'every seed\'s health' not in seeds_part  # No health recorded.
   # The rest of the page is the kept seed's.
   final = page[page.index('<h2>Final genotype'):]
   assert html.escape(str(genotypes.get('DARTS_V1'))) in final
+
+
+def test_seeds_health_figure(tmp_path):
+  root = two_seed_workdir(tmp_path)
+  for index in range(2):
+    seed_dir = Workdir(root / f'seed_{index}')
+    (seed_dir / 'metrics.jsonl').unlink(missing_ok=True)
+    for epoch in range(3):
+      seed_dir.append_metrics(10 * epoch, epoch, {
+          'hessian_eigenvalue': 0.1 * (epoch + index),
+          'normal_param_free_ops': float(epoch),
+          'reduce_param_free_ops': 1.0})
+  path = seeds_view.plot_seeds_health(Workdir(root).seeds(),
+                                      tmp_path / 'h.svg')
+  svg = path.read_text()
+  assert svg.count('seed_0') == 3 and svg.count('seed_1') == 3  # Legends.
+  for title in ('eigenvalue', 'derived normal cell', 'derived reduce cell'):
+    assert title in svg

@@ -18,6 +18,12 @@ seed, ``seed_<i>/``, laid out as a one-seed search's workdir: its
 ``metrics.jsonl``, ``genotypes/``, ``alphas/``, ``genotype.json``,
 ``genotype.txt`` and ``cells/``.
 
+Health: every seed's collapse signals and, every
+``config.search.eigenvalue_every`` epochs, its Hessian eigenvalue
+(`jaxdarts.run.health`) go to its ``metrics.jsonl``, so the report draws
+them per seed. DARTS-ES early stopping would end the seeds at different
+epochs and is refused: run those seeds separately.
+
 Devices: each seed's global batch is split over the devices as in a
 one-seed search and the seed axis is replicated, so every device holds
 all N states (N times a search's memory).
@@ -38,9 +44,11 @@ from jaxdarts import data as data_lib
 from jaxdarts.core import seeds as seeds_lib
 from jaxdarts.core.seeds import SeedStates
 from jaxdarts.data.streams import Stream
+from jaxdarts.health import signals
 from jaxdarts.run import loop
 from jaxdarts.run import search
 from jaxdarts.run.evaluate import evaluate
+from jaxdarts.run.health import EIGENVALUE
 from jaxdarts.run.workdir import Workdir
 
 logger = logging.getLogger('jaxdarts.run')
@@ -111,6 +119,13 @@ def run_seeds(config: ml_collections.ConfigDict, workdir: Any,
     `jaxdarts.run.search.SearchResult` with the `SeedStates` and the tuple
     of the seeds' genotypes.
   """
+  fields = config.search.get('early_stop', None)
+  if fields is not None and fields.get('enabled', False):
+    raise ValueError(
+        'config.search.early_stop.enabled with config.search.seeds > 1: '
+        'DARTS-ES would stop each seed at its own epoch. Run the seeds as '
+        'separate searches (--config.search.seed=S), or turn early stopping '
+        'off (--config.search.early_stop.enabled=False).')
   job = SeedsJob(config, halves, mesh, workdir)
   states, finished = loop.run_or_resume(
       job, config,
@@ -155,20 +170,25 @@ class SeedsJob(search.SearchJob):
     return seeds_lib.mesh_seeds_step(state, *batch, mesh=self.mesh)
 
   def end_epoch(self, state: SeedStates, epoch: int, record) -> None:
-    """Evaluates each seed's supernet and writes each seed's outputs."""
+    """Evaluates each seed's supernet and health and writes each seed's
+    outputs."""
     values, means = {}, {}
     for i, seed_dir in enumerate(self.seed_workdirs):
       one = state.seed(i)
-      results = evaluate(one, self.halves.alphas_half,
-                         self.config.search.batch_size, self.mesh)
-      prefix = seeds_lib.seed_prefix(i)
-      for k, v in results.items():
-        values[f'{prefix}/supernet_val_{k}'] = v
-        means.setdefault(f'supernet_val_{k}', []).append(v)
+      results = {f'supernet_val_{k}': v for k, v in evaluate(
+          one, self.halves.alphas_half, self.config.search.batch_size,
+          self.mesh).items()}
       genotype = one.genotype()
+      strengths = one.method.strengths(jax.device_get(one.alphas))
+      health = signals.architecture_signals(strengths or {}, genotype)
+      if self.health.evaluates(epoch):
+        health[EIGENVALUE] = self.health.eigenvalue(one)
+      prefix = seeds_lib.seed_prefix(i)
+      for k, v in {**results, **health}.items():
+        values[f'{prefix}/{k}'] = v
+        means.setdefault(k, []).append(v)
       if loop.is_writer():
-        alphas = jax.device_get(one.alphas)
-        seed_dir.write_epoch(epoch, genotype, one.method.strengths(alphas),
+        seed_dir.write_epoch(epoch, genotype, strengths,
                              one.model.space.primitives)
         if epoch + 1 == self.epochs:
           seed_dir.write_genotype(genotype)
@@ -179,6 +199,7 @@ class SeedsJob(search.SearchJob):
                 f'{"derived" if previous is None else "changed"}: {genotype}')
       logger.info('epoch %d/%d done, seed %d (%d): supernet val %s; genotype '
                   '%s', epoch + 1, self.epochs, i, self.seeds[i],
-                  ', '.join(f'{k} {v:.4f}' for k, v in results.items()),
+                  ', '.join(f'{k.removeprefix("supernet_val_")} {v:.4f}'
+                            for k, v in results.items()),
                   change)
     record({**{k: float(np.mean(v)) for k, v in means.items()}, **values})

@@ -4,9 +4,11 @@
 ``config.search.seeds > 1`` (`jaxdarts.run.seeds`) opens with this
 section: the seeds' final genotypes side by side (their cells drawn, the
 supernet's last validation accuracy, and the short retraining's accuracy
-when ``experiments/select_seeds.py`` has ranked them), and how often each edge
-and op was chosen across the seeds (:func:`choice_counts`). The rest of
-the page is about one seed: the kept one (:func:`shown_seed`).
+when ``experiments/select_seeds.py`` has ranked them), every seed's health
+curves in one figure (:func:`plot_seeds_health`: the Hessian eigenvalue and
+the parameter-free ops of the derived cells per epoch), and how often each
+edge and op was chosen across the seeds (:func:`choice_counts`). The rest
+of the page is about one seed: the kept one (:func:`shown_seed`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 from jaxdarts.run.workdir import Workdir
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES
 from jaxdarts.viz import cells
+from jaxdarts.viz import health
+from jaxdarts.viz.figure import check_image_path, new_figure, save
 
 # (cell type, node, input state, op) -> number of seeds that chose it.
 Counts = dict[tuple[str, int, int, str], int]
@@ -93,8 +97,58 @@ def section(workdir: Workdir, images: Path) -> str:
           draw, images / f'{index}_{cell}.png', f'{index} {cell} cell'))
     rows['genotype'].append(f'<code>{e(genotype)}</code>')
   parts.append(table(header, list(rows.values())))
+  if any(health.health_series(d.path) for d in seed_dirs if _has_metrics(d)):
+    parts.append(report._figure(  # pylint: disable=protected-access
+        functools.partial(plot_seeds_health, seed_dirs),
+        images / 'seeds_health.png', 'every seed\'s health'))
   parts.append(_counts_table([g for _, g in found], e, table))
   return report._section('Seeds', *parts)  # pylint: disable=protected-access
+
+
+def plot_seeds_health(seed_dirs: Sequence[Workdir], path) -> Path:
+  """Every seed's health signals against the epoch, one line per seed.
+
+  Panels: the dominant eigenvalue of the alphas' Hessian (where it was
+  computed), then per cell type the derived cell's parameter-free ops
+  (skips and poolings). The signals are those `jaxdarts.viz.health` plots
+  for one run, read from each ``seed_<i>/metrics.jsonl``.
+
+  Args:
+    seed_dirs: the ``seed_<i>/`` workdirs.
+    path: PNG or SVG (by suffix).
+
+  Returns:
+    ``path``.
+  """
+  path = check_image_path(path)
+  series = [(d.path.name, health.health_series(d.path))
+            for d in seed_dirs if _has_metrics(d)]
+  cell_types = sorted({k.split('_param_free_ops')[0] for _, s in series
+                       for k in s if k.endswith('_param_free_ops')})
+  panels = [('dominant eigenvalue of the alphas\' Hessian',
+             health.EIGENVALUE)] + [
+                 (f'parameter-free ops, derived {cell} cell',
+                  f'{cell}_param_free_ops') for cell in cell_types]
+  fig = new_figure(4.2 * len(panels), 3.4)
+  axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+  for ax, (title, key) in zip(axes, panels):
+    for name, seed_series in series:
+      if key in seed_series:
+        epochs, values = seed_series[key]
+        ax.plot(epochs, values, marker='o', markersize=3, linewidth=1.2,
+                label=name)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel('epoch', fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
+  fig.tight_layout()
+  return save(fig, path)
+
+
+def _has_metrics(seed_dir: Workdir) -> bool:
+  return (seed_dir / 'metrics.jsonl').is_file()
 
 
 def _counts_table(genotypes: Sequence[Any], e, table) -> str:
