@@ -72,14 +72,16 @@ def bilevel_problem(state, train, val):
       virtual_step=virtual_step, xi=state.weight_lr(step))
 
 
-def _compare(state, train, val):
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jax.flatten_util import ravel_pytree  # pylint: disable=g-import-not-at-top
+def _hypergradient(name, state, train, val):
+  """Hypergradient ``name`` of the step's bilevel problem at ``state``."""
   from jaxdarts.core import hypergradient as hg  # pylint: disable=g-import-not-at-top
   problem = bilevel_problem(state, train, val)
-  grads = {name: hg.get(name)(problem, state.params, state.alphas)[0]
-           for name in ('finite_difference', 'exact', 'first_order')}
+  return hg.get(name)(problem, state.params, state.alphas)[0]
+
+
+def _compare(state, grads, xi):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jax.flatten_util import ravel_pytree  # pylint: disable=g-import-not-at-top
   flat = {k: ravel_pytree(g)[0] for k, g in grads.items()}
   steps = {k: ravel_pytree(state.arch_tx.update(
       g, state.arch_opt_state, state.alphas)[0])[0] for k, g in grads.items()}
@@ -94,13 +96,20 @@ def _compare(state, train, val):
                              != jnp.sign(steps['exact'])),
       'fo_rel_l2': rel(flat['first_order']),
       'exact_norm': norm(exact),
-      'xi': jnp.asarray(bilevel_problem(state, train, val).xi),
+      'xi': jnp.asarray(xi),
   }
 
 
 def compare(state, train, val):
+  """The figures at ``state``; each hypergradient is its own program (one
+  program of all three does not compile in 23 GiB at the paper's size)."""
+  import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  return {k: float(v) for k, v in jax.jit(_compare)(state, train, val).items()}
+  grads = {name: jax.jit(functools.partial(_hypergradient, name))(
+      state, train, val) for name in ('finite_difference', 'exact',
+                                      'first_order')}
+  xi = bilevel_problem(state, train, val).xi
+  return {k: float(v) for k, v in jax.jit(_compare)(state, grads, xi).items()}
 
 
 def paper_part():
