@@ -97,6 +97,15 @@ class SearchHealth:
                 self.iterations, time.perf_counter() - start)
     return value
 
+  def signals(self, state, epoch: int, genotype: Any,
+              strengths: dict[str, Any] | None) -> dict[str, float]:
+    """The collapse signals at the end of ``epoch`` and, when due, the
+    Hessian eigenvalue; no early-stopping decision."""
+    values = signals.architecture_signals(strengths or {}, genotype)
+    if self.evaluates(epoch):
+      values[EIGENVALUE] = self.eigenvalue(state)
+    return values
+
   def end_epoch(self, state, epoch: int, genotype: Any,
                 strengths: dict[str, Any] | None
                 ) -> tuple[dict[str, float], early_stop.Decision | None]:
@@ -111,10 +120,9 @@ class SearchHealth:
     Returns:
       ``(values for the epoch-end metrics, the stop decision or None)``.
     """
-    values = signals.architecture_signals(strengths or {}, genotype)
+    values = self.signals(state, epoch, genotype, strengths)
     decision = None
-    if self.evaluates(epoch):
-      values[EIGENVALUE] = self.eigenvalue(state)
+    if EIGENVALUE in values:
       if self.rule is not None and self.rule.evaluates(epoch):
         self.genotypes[epoch] = genotype
         self.evaluations.append((epoch, values[EIGENVALUE]))

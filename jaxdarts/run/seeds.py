@@ -44,11 +44,9 @@ from jaxdarts import data as data_lib
 from jaxdarts.core import seeds as seeds_lib
 from jaxdarts.core.seeds import SeedStates
 from jaxdarts.data.streams import Stream
-from jaxdarts.health import signals
 from jaxdarts.run import loop
 from jaxdarts.run import search
 from jaxdarts.run.evaluate import evaluate
-from jaxdarts.run.health import EIGENVALUE
 from jaxdarts.run.workdir import Workdir
 
 logger = logging.getLogger('jaxdarts.run')
@@ -180,9 +178,7 @@ class SeedsJob(search.SearchJob):
           self.mesh).items()}
       genotype = one.genotype()
       strengths = one.method.strengths(jax.device_get(one.alphas))
-      health = signals.architecture_signals(strengths or {}, genotype)
-      if self.health.evaluates(epoch):
-        health[EIGENVALUE] = self.health.eigenvalue(one)
+      health = self.health.signals(one, epoch, genotype, strengths)
       prefix = seeds_lib.seed_prefix(i)
       for k, v in {**results, **health}.items():
         values[f'{prefix}/{k}'] = v

@@ -58,3 +58,14 @@ def save(fig: Figure, path: Path, dpi: int = 150) -> Path:
     fig.savefig(path, format=path.suffix.lower()[1:], dpi=dpi,
                 bbox_inches='tight', pad_inches=0.1)
   return path
+
+
+def finish_axes(ax, title: str) -> None:
+  """A line plot's title, epoch axis, grid and legend (if any line has a
+  label)."""
+  ax.set_title(title, fontsize=10)
+  ax.set_xlabel('epoch', fontsize=9)
+  ax.tick_params(labelsize=8)
+  ax.grid(alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=7)

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from jaxdarts.run.workdir import Workdir
-from jaxdarts.viz.figure import check_image_path, new_figure, save
+from jaxdarts.viz.figure import check_image_path, finish_axes, new_figure, save
 
 PathLike = str | os.PathLike
 
@@ -95,12 +95,7 @@ def plot_health(workdir: PathLike, path: PathLike) -> Path:
                  label=f'DARTS-ES kept epoch {stop["stop_epoch"]}')
       ax.axvline(stop['epoch'], color='#d62728', linestyle=':',
                  linewidth=1.2, label=f'stopped after epoch {stop["epoch"]}')
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel('epoch', fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7)
+    finish_axes(ax, title)
   fig.suptitle(f'search health: {workdir.path.resolve().name}', fontsize=11)
   fig.tight_layout()
   return save(fig, path)

@@ -23,7 +23,7 @@ from jaxdarts.run.workdir import Workdir
 from jaxdarts.spaces.darts_cnn.space import CELL_TYPES
 from jaxdarts.viz import cells
 from jaxdarts.viz import health
-from jaxdarts.viz.figure import check_image_path, new_figure, save
+from jaxdarts.viz.figure import check_image_path, finish_axes, new_figure, save
 
 # (cell type, node, input state, op) -> number of seeds that chose it.
 Counts = dict[tuple[str, int, int, str], int]
@@ -137,12 +137,7 @@ def plot_seeds_health(seed_dirs: Sequence[Workdir], path) -> Path:
         epochs, values = seed_series[key]
         ax.plot(epochs, values, marker='o', markersize=3, linewidth=1.2,
                 label=name)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel('epoch', fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7)
+    finish_axes(ax, title)
   fig.tight_layout()
   return save(fig, path)
 
